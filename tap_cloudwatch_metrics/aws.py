@@ -1,0 +1,85 @@
+"""The boto3 session and CloudWatch client, configured the way this tap needs them.
+
+* Timestamps parse straight to aware UTC datetimes: botocore's default parses every one into
+  local time through dateutil, which was most of the client's CPU on GetMetricData responses.
+* Adaptive retries back off and rate-limit on throttling and 5xx instead of failing a run.
+* Missing region or credentials are reported as settings problems before any API call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+from botocore.utils import parse_timestamp
+
+from tap_cloudwatch_metrics import __version__
+from tap_cloudwatch_metrics.settings import Settings, SettingsError
+
+UTC = dt.timezone.utc
+RETRY_ATTEMPTS = 10
+
+
+def utc_timestamp_parser(value: Any) -> dt.datetime:
+    """Parse a wire timestamp (epoch number or ISO string) to an aware UTC datetime."""
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, UTC)
+    return parse_timestamp(value).astimezone(UTC)
+
+
+def make_session(settings: Settings) -> boto3.Session:
+    """A session from explicit keys, a named profile, or boto3's default credential chain."""
+    try:
+        session = boto3.Session(
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key,
+            aws_session_token=settings.aws_session_token,
+            profile_name=settings.aws_profile,
+            region_name=settings.region,
+        )
+    except botocore.exceptions.ProfileNotFound:
+        raise SettingsError(
+            "aws_profile",
+            f"profile {settings.aws_profile!r} is not in the AWS config or credentials files",
+        ) from None
+    session._session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=utc_timestamp_parser
+    )
+    return session
+
+
+def check_session(session: boto3.Session) -> str:
+    """Return the region; refuse a session with no region or no credentials, before any call."""
+    region = session.region_name
+    if not region:
+        raise SettingsError(
+            "region",
+            "not set: give region (e.g. us-east-1), or set AWS_REGION / AWS_DEFAULT_REGION, "
+            "or use an aws_profile that has a region",
+        )
+    try:
+        credentials = session.get_credentials()
+    except botocore.exceptions.BotoCoreError as exc:
+        raise SettingsError("aws_profile", f"credentials could not be loaded: {exc}") from None
+    if credentials is None:
+        raise SettingsError(
+            "aws_access_key_id",
+            "no AWS credentials found: set aws_access_key_id and aws_secret_access_key, "
+            "aws_profile, or configure the default AWS credential chain",
+        )
+    return region
+
+
+def make_client(session: boto3.Session, endpoint_url: str | None, max_pool: int = 10) -> Any:
+    """A CloudWatch client; without ``endpoint_url`` botocore honours ``AWS_ENDPOINT_URL*``."""
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": RETRY_ATTEMPTS},
+        user_agent_extra=f"tap-cloudwatch-metrics/{__version__}",
+        max_pool_connections=max_pool,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return session.client("cloudwatch", endpoint_url=endpoint_url, config=config)

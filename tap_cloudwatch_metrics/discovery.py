@@ -1,0 +1,69 @@
+"""Discovery: every series of the namespace, from all pages of ListMetrics.
+
+ListMetrics may return a series more than once and its ``Dimensions`` filter matches any
+series that has *at least* those dimensions; the spec's ``dimensions`` option means "that
+specific dimension combination", so the exact set is checked here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tap_cloudwatch_metrics.series import Series
+from tap_cloudwatch_metrics.usage import ApiUsage
+
+
+def select_series(
+    metrics: Iterable[Mapping[str, Any]],
+    region: str,
+    namespace: str,
+    dimensions: Mapping[str, str] | None,
+) -> list[Series]:
+    """Deduplicated series of ``namespace`` with exactly ``dimensions`` (all when None), sorted."""
+    wanted = tuple(sorted(dimensions.items())) if dimensions else None
+    found: set[Series] = set()
+    for metric in metrics:
+        if metric.get("Namespace") != namespace or not metric.get("MetricName"):
+            continue
+        series = Series.from_api(region, metric)
+        if wanted is None or series.dimensions == wanted:
+            found.add(series)
+    return sorted(found)
+
+
+def list_metrics(
+    client: Any,
+    namespace: str,
+    dimensions: Mapping[str, str] | None,
+    usage: ApiUsage,
+) -> Iterable[Mapping[str, Any]]:
+    """Yield every ``Metrics`` entry of every ListMetrics page."""
+    request: dict[str, Any] = {"Namespace": namespace}
+    if dimensions:
+        request["Dimensions"] = [
+            {"Name": name, "Value": value} for name, value in sorted(dimensions.items())
+        ]
+    seen_tokens: set[str] = set()
+    while True:
+        response = client.list_metrics(**request)
+        usage.add_list_metrics()
+        yield from response.get("Metrics", [])
+        token = response.get("NextToken")
+        if not token or token in seen_tokens:
+            return
+        seen_tokens.add(token)
+        request["NextToken"] = token
+
+
+def discover_series(
+    client: Any,
+    region: str,
+    namespace: str,
+    dimensions: Mapping[str, str] | None,
+    usage: ApiUsage,
+) -> list[Series]:
+    """All series of the namespace (filtered to the exact dimension set when given)."""
+    return select_series(
+        list_metrics(client, namespace, dimensions, usage), region, namespace, dimensions
+    )

@@ -1,0 +1,222 @@
+"""Settings: parsed and checked before any API call, so a wrong value costs nothing.
+
+Every refusal is a :class:`SettingsError` whose message is one line naming the setting and
+what is allowed. Values of secret settings never appear in a message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tap_cloudwatch_metrics.statistics import ALLOWED_DESCRIPTION, statistic_error
+
+HIGH_RESOLUTION_PERIODS = (1, 5, 10, 20, 30)
+DEFAULT_PERIOD = 300
+DEFAULT_STATISTICS = ("Average",)
+# CloudWatch keeps aggregating late samples into a period for minutes after it closes; peers use
+# 5 minutes (Telegraf) to 10 (cloudwatch_exporter). 5 minutes keeps data fresh and complete.
+DEFAULT_DELAY_SECONDS = 300
+DEFAULT_LOOKBACK = dt.timedelta(minutes=60)
+MAX_DIMENSIONS = 30
+SECRET_SETTINGS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+_STRING_SETTINGS = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_profile",
+    "aws_endpoint_url",
+    "region",
+)
+
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value CloudWatch (or this tap) cannot use."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"Invalid setting '{setting}': {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated, typed view of the tap's config."""
+
+    namespace: str
+    period: int
+    statistics: tuple[str, ...]
+    dimensions: Mapping[str, str] | None
+    start_date: dt.datetime
+    end_date: dt.datetime | None
+    delay_seconds: int
+    fetch_units: bool
+    start_date_explicit: bool = False
+    region: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    aws_profile: str | None = None
+    aws_endpoint_url: str | None = None
+
+
+def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
+    """Check every setting and return them typed; the first bad one raises SettingsError."""
+    strings = {name: _optional_string(config, name) for name in _STRING_SETTINGS}
+    if bool(strings["aws_access_key_id"]) != bool(strings["aws_secret_access_key"]):
+        missing = "aws_secret_access_key" if strings["aws_access_key_id"] else "aws_access_key_id"
+        raise SettingsError(
+            missing,
+            "aws_access_key_id and aws_secret_access_key must be set together "
+            "(or neither, to use the default AWS credential chain)",
+        )
+    if strings["aws_session_token"] and not strings["aws_access_key_id"]:
+        raise SettingsError(
+            "aws_session_token", "needs aws_access_key_id and aws_secret_access_key as well"
+        )
+    region = strings["region"]
+    if region and not _REGION.match(region):
+        raise SettingsError("region", f"{region!r} is not an AWS region name such as us-east-1")
+    endpoint = strings["aws_endpoint_url"]
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise SettingsError("aws_endpoint_url", f"{endpoint!r} must start with http:// or https://")
+
+    explicit_start = _parse_date(config, "start_date")
+    start_date = explicit_start or now - DEFAULT_LOOKBACK
+    end_date = _parse_date(config, "end_date")
+    if end_date is not None and end_date <= start_date:
+        raise SettingsError("end_date", "must be later than start_date")
+
+    return Settings(
+        namespace=_namespace(config),
+        period=_period(config.get("period", DEFAULT_PERIOD)),
+        statistics=_statistics(config.get("statistics", list(DEFAULT_STATISTICS))),
+        dimensions=_dimensions(config.get("dimensions")),
+        start_date=start_date,
+        end_date=end_date,
+        delay_seconds=_delay(config.get("delay_seconds", DEFAULT_DELAY_SECONDS)),
+        fetch_units=_boolean(config, "fetch_units", default=True),
+        start_date_explicit=explicit_start is not None,
+        **strings,
+    )
+
+
+def _optional_string(config: Mapping[str, Any], name: str) -> str | None:
+    value = config.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        shown = "" if name in SECRET_SETTINGS else f" (got {value!r})"
+        raise SettingsError(name, f"must be a string{shown}")
+    return value
+
+
+def _namespace(config: Mapping[str, Any]) -> str:
+    value = config.get("cloudwatch_metrics_namespace")
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(
+            "cloudwatch_metrics_namespace",
+            "required: the CloudWatch namespace to read, e.g. AWS/EC2 or MyApp",
+        )
+    if len(value) > 255:
+        raise SettingsError("cloudwatch_metrics_namespace", "at most 255 characters")
+    return value
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _period(value: object) -> int:
+    allowed = "1, 5, 10, 20, 30 (high resolution) or a positive multiple of 60 (seconds)"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_integer(value):
+        raise SettingsError("period", f"{value!r} is not an integer; allowed: {allowed}")
+    assert isinstance(value, int)
+    if value in HIGH_RESOLUTION_PERIODS or (value > 0 and value % 60 == 0):
+        return value
+    raise SettingsError("period", f"{value} is not allowed; allowed: {allowed}")
+
+
+def _statistics(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise SettingsError(
+            "statistics", f"must be a non-empty list of statistics; allowed: {ALLOWED_DESCRIPTION}"
+        )
+    result: list[str] = []
+    for item in value:
+        if problem := statistic_error(item):
+            raise SettingsError(
+                "statistics", f"{item!r}: {problem}; allowed: {ALLOWED_DESCRIPTION}"
+            )
+        if item not in result:
+            result.append(item)
+    return tuple(result)
+
+
+def _dimensions(value: object) -> Mapping[str, str] | None:
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, Mapping):
+        raise SettingsError(
+            "dimensions", 'must be a map of dimension name to value, e.g. {"InstanceId": "i-0abc"}'
+        )
+    if len(value) > MAX_DIMENSIONS:
+        raise SettingsError("dimensions", f"at most {MAX_DIMENSIONS} dimensions")
+    for name, dim_value in value.items():
+        if not isinstance(name, str) or not name or not isinstance(dim_value, str) or not dim_value:
+            raise SettingsError(
+                "dimensions",
+                f"{name!r}: names and values must be non-empty strings, "
+                'e.g. {"InstanceId": "i-0abc"}',
+            )
+    return dict(value)
+
+
+def _delay(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_integer(value) or value < 0:  # type: ignore[operator]
+        raise SettingsError("delay_seconds", f"{value!r}: must be a whole number of seconds >= 0")
+    assert isinstance(value, int)
+    return value
+
+
+def _boolean(config: Mapping[str, Any], name: str, *, default: bool) -> bool:
+    value = config.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    raise SettingsError(name, f"{value!r}: must be true or false")
+
+
+def _parse_date(config: Mapping[str, Any], name: str) -> dt.datetime | None:
+    value = config.get(name)
+    if value is None or value == "":
+        return None
+    allowed = "an ISO 8601 date or date-time, e.g. 2026-01-31 or 2026-01-31T00:00:00Z"
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise SettingsError(name, f"{value!r} is not {allowed}") from None
+    else:
+        raise SettingsError(name, f"{value!r} is not {allowed}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    parsed = parsed.astimezone(dt.timezone.utc)
+    if not math.isfinite(parsed.timestamp()):  # pragma: no cover - defensive
+        raise SettingsError(name, f"{value!r} is not {allowed}")
+    return parsed

@@ -1,0 +1,203 @@
+"""The tap: settings, validation before any API call, and the ``metrics`` stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from functools import cached_property
+from typing import Any
+
+import click
+from singer_sdk import Stream, Tap
+from singer_sdk import typing as th
+
+from tap_cloudwatch_metrics.aws import check_session, make_client, make_session
+from tap_cloudwatch_metrics.settings import (
+    DEFAULT_DELAY_SECONDS,
+    DEFAULT_PERIOD,
+    DEFAULT_STATISTICS,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
+from tap_cloudwatch_metrics.statistics import ALLOWED_DESCRIPTION
+from tap_cloudwatch_metrics.streams import MetricsStream
+from tap_cloudwatch_metrics.usage import ApiUsage
+
+UTC = dt.timezone.utc
+
+
+def _string_map() -> th.CustomType:
+    """A map of string to string, declared so that flattening keeps it (see schema.py)."""
+    return th.CustomType({"type": ["object", "null"], "additionalProperties": {"type": "string"}})
+
+
+class TapCloudWatchMetrics(Tap):
+    """Amazon CloudWatch metrics: every series of a namespace, incrementally, per series."""
+
+    name = "tap-cloudwatch-metrics"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "aws_access_key_id",
+            th.StringType,
+            secret=True,
+            description="AWS access key id. Omit both keys to use boto3's default credential "
+            "chain (environment, profile, SSO, web identity, instance role).",
+        ),
+        th.Property(
+            "aws_secret_access_key",
+            th.StringType,
+            secret=True,
+            description="AWS secret access key, with aws_access_key_id.",
+        ),
+        th.Property(
+            "aws_session_token",
+            th.StringType,
+            secret=True,
+            description="Session token of temporary credentials.",
+        ),
+        th.Property(
+            "aws_profile",
+            th.StringType,
+            description="Named profile from the AWS config/credentials files.",
+        ),
+        th.Property(
+            "aws_endpoint_url",
+            th.StringType,
+            description="Custom CloudWatch endpoint (e.g. a local moto server). "
+            "AWS_ENDPOINT_URL_CLOUDWATCH / AWS_ENDPOINT_URL are honoured when unset.",
+        ),
+        th.Property(
+            "region",
+            th.StringType,
+            description="AWS region, e.g. us-east-1. Falls back to AWS_REGION, "
+            "AWS_DEFAULT_REGION or the profile's region.",
+        ),
+        th.Property(
+            "cloudwatch_metrics_namespace",
+            th.StringType,
+            required=True,
+            description="CloudWatch namespace whose metrics are all discovered, e.g. AWS/EC2.",
+        ),
+        th.Property(
+            "period",
+            th.IntegerType,
+            default=DEFAULT_PERIOD,
+            description="Aggregation period in seconds: 1, 5, 10, 20, 30 (high resolution) or "
+            "a multiple of 60.",
+        ),
+        th.Property(
+            "statistics",
+            th.ArrayType(th.StringType),
+            default=list(DEFAULT_STATISTICS),
+            description=f"Statistics to fetch, one row each: {ALLOWED_DESCRIPTION}.",
+        ),
+        th.Property(
+            "dimensions",
+            _string_map(),
+            description="Select only the series with exactly this dimension set, e.g. "
+            '{"InstanceId": "i-0abc"}. Omit for every series of the namespace.',
+        ),
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            description="Where series without a bookmark start (UTC). Default: 60 minutes "
+            "before the first run.",
+        ),
+        th.Property(
+            "end_date",
+            th.DateTimeType,
+            description="Exclusive end for bounded backfills (UTC). Default: the last closed "
+            "period.",
+        ),
+        th.Property(
+            "delay_seconds",
+            th.IntegerType,
+            default=DEFAULT_DELAY_SECONDS,
+            description="A period is fetched only this long after it closes, so CloudWatch "
+            "has aggregated its late samples.",
+        ),
+        th.Property(
+            "fetch_units",
+            th.BooleanType,
+            default=True,
+            description="Look up each series' unit once with GetMetricStatistics (one extra "
+            "request per new series); false leaves unit null.",
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.run_started = int(time.time())
+        self._settings: Settings | None = None
+        self.usage = ApiUsage()
+        super().__init__(*args, **kwargs)
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Check settings semantically (one clear line per problem) before the JSON schema."""
+        if raise_errors:
+            self._settings = parse_settings(self._config, self._now())
+        return super()._validate_config(raise_errors=raise_errors)
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.run_started, UTC)
+
+    @property
+    def settings(self) -> Settings:
+        """The validated settings."""
+        if self._settings is None:
+            self._settings = parse_settings(self.config, self._now())
+        return self._settings
+
+    # -- AWS ---------------------------------------------------------------------------------
+
+    @cached_property
+    def _session_and_region(self) -> tuple[Any, str]:
+        session = make_session(self.settings)
+        return session, check_session(session)
+
+    @property
+    def region(self) -> str:
+        """The region the run reads from."""
+        return self._session_and_region[1]
+
+    @cached_property
+    def client(self) -> Any:
+        """The CloudWatch client (created on first use, after the settings are checked)."""
+        return make_client(self._session_and_region[0], self.settings.aws_endpoint_url)
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def discover_streams(self) -> list[Stream]:
+        """One stream, ``metrics``; its series are discovered when it syncs."""
+        return [MetricsStream(self)]
+
+    def sync_all(self) -> None:
+        """Sync, then log what the run cost in CloudWatch requests."""
+        try:
+            super().sync_all()
+        finally:
+            self.logger.info(self.usage.summary())
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with settings errors printed as one line and exit code 2."""
+        command = super().get_singer_command()
+        main = command.main
+
+        def main_with_clear_errors(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return main(*args, **kwargs)
+            except SettingsError as exc:
+                click.echo(f"{cls.name}: {exc}", err=True)
+                sys.exit(2)
+
+        command.main = main_with_clear_errors  # type: ignore[method-assign]
+        return command
+
+
+if __name__ == "__main__":
+    TapCloudWatchMetrics.cli()
