@@ -26,6 +26,8 @@ from tap_cloudwatch_metrics.streams import MetricsStream
 from tap_cloudwatch_metrics.usage import ApiUsage
 
 UTC = dt.timezone.utc
+# The run's notion of "now" (tests replace it to run at a fixed time).
+_wall_clock = time.time
 
 
 def _string_map() -> th.CustomType:
@@ -129,7 +131,7 @@ class TapCloudWatchMetrics(Tap):
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.run_started = int(time.time())
+        self.run_started = int(_wall_clock())
         self._settings: Settings | None = None
         self.usage = ApiUsage()
         super().__init__(*args, **kwargs)
