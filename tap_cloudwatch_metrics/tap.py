@@ -13,10 +13,12 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from tap_cloudwatch_metrics.aws import check_session, make_client, make_session
+from tap_cloudwatch_metrics.redaction import protect
 from tap_cloudwatch_metrics.settings import (
     DEFAULT_DELAY_SECONDS,
     DEFAULT_PERIOD,
     DEFAULT_STATISTICS,
+    SECRET_SETTINGS,
     Settings,
     SettingsError,
     parse_settings,
@@ -140,6 +142,11 @@ class TapCloudWatchMetrics(Tap):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check settings semantically (one clear line per problem) before the JSON schema."""
+        protect(
+            value
+            for name in SECRET_SETTINGS
+            if isinstance(value := self._config.get(name), str)
+        )
         if raise_errors:
             self._settings = parse_settings(self._config, self._now())
         return super()._validate_config(raise_errors=raise_errors)

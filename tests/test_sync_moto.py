@@ -341,5 +341,5 @@ def test_secret_appears_in_no_output_even_at_debug_level(cloudwatch, clock, capl
     assert result.records
     assert any("botocore" in r.name for r in caplog.records)
     everything = caplog.text + captured.out + captured.err + json.dumps(result.messages)
-    for secret in (SECRET, token):
+    for secret in (SECRET, token, BASE_CONFIG["aws_access_key_id"]):
         assert secret not in everything
