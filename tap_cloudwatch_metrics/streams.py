@@ -241,7 +241,7 @@ class MetricsStream(Stream):
         started = time.monotonic()
         results = fetch_calls(tap.client, batch.calls, plan.series, settings.period, tap.usage)
         assembled = assemble(batch, results, plan.end, settings.statistics)
-        if settings.fetch_units:
+        if settings.fetch_units and self.mask[("properties", "unit")]:
             self._fill_units(plan, assembled)
         self.logger.info(
             "Batch %d/%d: %d series, %d datapoints in %.2fs",

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import statistics as pystats
+from contextlib import redirect_stdout
 from typing import Any
 
 import pytest
 
 from tap_cloudwatch_metrics.series import Series
 from tap_cloudwatch_metrics.streams import MetricsStream
+from tap_cloudwatch_metrics.tap import TapCloudWatchMetrics
 from tests.conftest import BASE_CONFIG, NOW, REGION, SECRET, put_points
-from tests.singer_io import bookmarks, run_sync
+from tests.singer_io import bookmarks, parse_messages, run_sync
 
 UTC = dt.timezone.utc
 NS = BASE_CONFIG["cloudwatch_metrics_namespace"]
@@ -343,3 +346,20 @@ def test_secret_appears_in_no_output_even_at_debug_level(cloudwatch, clock, capl
     everything = caplog.text + captured.out + captured.err + json.dumps(result.messages)
     for secret in (SECRET, token, BASE_CONFIG["aws_access_key_id"]):
         assert secret not in everything
+
+
+def test_no_unit_lookups_when_unit_is_deselected(cloudwatch, clock):
+    seed(cloudwatch, "CPUUtilization", {"InstanceId": "i-1"}, NOW - dt.timedelta(minutes=30), NOW)
+    catalog = TapCloudWatchMetrics(config=BASE_CONFIG).catalog_dict
+    for entry in catalog["streams"][0]["metadata"]:
+        if entry["breadcrumb"] == ["properties", "unit"]:
+            entry["metadata"]["selected"] = False
+    tap = TapCloudWatchMetrics(config=BASE_CONFIG, catalog=catalog)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        tap.sync_all()
+    records = [m["record"] for m in parse_messages(out.getvalue()) if m["type"] == "RECORD"]
+
+    assert records
+    assert all("unit" not in r for r in records)
+    assert tap.usage.get_metric_statistics_calls == 0
