@@ -143,9 +143,7 @@ class TapCloudWatchMetrics(Tap):
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check settings semantically (one clear line per problem) before the JSON schema."""
         protect(
-            value
-            for name in SECRET_SETTINGS
-            if isinstance(value := self._config.get(name), str)
+            value for name in SECRET_SETTINGS if isinstance(value := self._config.get(name), str)
         )
         if raise_errors:
             self._settings = parse_settings(self._config, self._now())
