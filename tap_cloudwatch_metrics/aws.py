@@ -20,6 +20,7 @@ from tap_cloudwatch_metrics import __version__
 from tap_cloudwatch_metrics.settings import Settings, SettingsError
 
 UTC = dt.timezone.utc
+# Attempts per request in all, the first included (botocore's ``total_max_attempts``).
 RETRY_ATTEMPTS = 10
 
 
@@ -76,7 +77,7 @@ def check_session(session: boto3.Session) -> str:
 def make_client(session: boto3.Session, endpoint_url: str | None, max_pool: int = 10) -> Any:
     """A CloudWatch client; without ``endpoint_url`` botocore honours ``AWS_ENDPOINT_URL*``."""
     config = Config(
-        retries={"mode": "adaptive", "max_attempts": RETRY_ATTEMPTS},
+        retries={"mode": "adaptive", "total_max_attempts": RETRY_ATTEMPTS},
         user_agent_extra=f"tap-cloudwatch-metrics/{__version__}",
         max_pool_connections=max_pool,
         connect_timeout=10,

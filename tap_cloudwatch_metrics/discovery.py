@@ -50,8 +50,11 @@ def list_metrics(
         usage.add_list_metrics()
         yield from response.get("Metrics", [])
         token = response.get("NextToken")
-        if not token or token in seen_tokens:
+        if not token:
             return
+        if token in seen_tokens:
+            msg = "ListMetrics repeated a NextToken; stopping rather than listing forever"
+            raise RuntimeError(msg)
         seen_tokens.add(token)
         request["NextToken"] = token
 

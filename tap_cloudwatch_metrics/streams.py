@@ -108,6 +108,14 @@ class MetricsStream(Stream):
         plan = self._plan()
         return [{"series_id": plan.series[w.position].series_id} for w in plan.windows] or None
 
+    def get_replication_key_signpost(self, context: dict | None = None) -> dt.datetime:
+        """No datapoint of this run is later than the start of its last closed period."""
+        tap = self._cw_tap
+        settings = tap.settings
+        end_date = int(settings.end_date.timestamp()) if settings.end_date else None
+        end = run_end(tap.run_started, settings.delay_seconds, settings.period, end_date)
+        return dt.datetime.fromtimestamp(end - settings.period, UTC)
+
     def _write_starting_replication_value(self, context: dict | None) -> None:
         """Not used: windows come from each series' own bookmark (see ``_plan``)."""
 
@@ -184,6 +192,8 @@ class MetricsStream(Stream):
         tap = self._cw_tap
         settings = tap.settings
         now = tap.run_started
+        # Stored even when the namespace is empty, so series that appear later start there.
+        floor = self._history_floor()
         series = discover_series(
             tap.client, tap.region, settings.namespace, settings.dimensions, tap.usage
         )
@@ -198,7 +208,6 @@ class MetricsStream(Stream):
             return RunPlan([], [], [], run_end(now, settings.delay_seconds, settings.period, None))
         end_date = int(settings.end_date.timestamp()) if settings.end_date else None
         end = run_end(now, settings.delay_seconds, settings.period, end_date)
-        floor = self._history_floor()
         starts: list[tuple[int, Series]] = []
         for item in series:
             state = self.state_manager.find_context_state({"series_id": item.series_id})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,6 +35,7 @@ class UnitLookup:
     def __init__(self, client: Any, usage: ApiUsage) -> None:
         self._client = client
         self._usage = usage
+        self._lock = threading.Lock()
         self.denied = False
 
     def lookup(self, wanted: Mapping[Series, int]) -> dict[Series, str]:
@@ -62,11 +64,7 @@ class UnitLookup:
             self._usage.add_get_metric_statistics()
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _DENIED:
-                self.denied = True
-                logger.warning(
-                    "Unit lookup needs the cloudwatch:GetMetricStatistics permission; "
-                    "unit stays null for this run (or set fetch_units to false)"
-                )
+                self._deny()
             else:
                 logger.warning(
                     "Unit lookup for %s failed (%s); retried next run", series.describe(), code
@@ -77,3 +75,14 @@ class UnitLookup:
             if unit := point.get("Unit"):
                 return str(unit)
         return None
+
+    def _deny(self) -> None:
+        """Stop lookups for the run; warn once even when several threads were refused."""
+        with self._lock:
+            if self.denied:
+                return
+            self.denied = True
+        logger.warning(
+            "Unit lookup needs the cloudwatch:GetMetricStatistics permission; "
+            "unit stays null for this run (or set fetch_units to false)"
+        )
