@@ -110,11 +110,7 @@ class MetricsStream(Stream):
 
     def get_replication_key_signpost(self, context: dict | None = None) -> dt.datetime:
         """No datapoint of this run is later than the start of its last closed period."""
-        tap = self._cw_tap
-        settings = tap.settings
-        end_date = int(settings.end_date.timestamp()) if settings.end_date else None
-        end = run_end(tap.run_started, settings.delay_seconds, settings.period, end_date)
-        return dt.datetime.fromtimestamp(end - settings.period, UTC)
+        return dt.datetime.fromtimestamp(self._run_end() - self._cw_tap.settings.period, UTC)
 
     def _write_starting_replication_value(self, context: dict | None) -> None:
         """Not used: windows come from each series' own bookmark (see ``_plan``)."""
@@ -147,7 +143,6 @@ class MetricsStream(Stream):
             "region": series.region,
             "namespace": series.namespace,
             "metric_name": series.metric_name,
-            "dimensions": None,
             "dimensions_key": series.dimensions_key,
             "period": period,
             "unit": unit,
@@ -155,15 +150,22 @@ class MetricsStream(Stream):
         last = len(points) - 1
         for index, point in enumerate(points):
             self._closes_timestamp = index == last or points[index + 1].timestamp != point.timestamp
-            record = dict(base)
-            record["dimensions"] = dict(series.dimensions_map)
-            record["statistic"] = point.statistic
-            record["timestamp"] = dt.datetime.fromtimestamp(point.timestamp, UTC)
-            record["value"] = point.value
-            yield record
+            yield {
+                **base,
+                "dimensions": dict(series.dimensions_map),
+                "statistic": point.statistic,
+                "timestamp": dt.datetime.fromtimestamp(point.timestamp, UTC),
+                "value": point.value,
+            }
         self._closes_timestamp = True
 
     # -- planning and fetching ---------------------------------------------------------------
+
+    def _run_end(self) -> int:
+        """Exclusive end of every window of this run (see :func:`planner.run_end`)."""
+        settings = self._cw_tap.settings
+        end_date = int(settings.end_date.timestamp()) if settings.end_date else None
+        return run_end(self._cw_tap.run_started, settings.delay_seconds, settings.period, end_date)
 
     def _plan(self) -> RunPlan:
         if self._run is None:
@@ -205,9 +207,8 @@ class MetricsStream(Stream):
                 tap.region,
                 f" with dimensions {dict(settings.dimensions)}" if settings.dimensions else "",
             )
-            return RunPlan([], [], [], run_end(now, settings.delay_seconds, settings.period, None))
-        end_date = int(settings.end_date.timestamp()) if settings.end_date else None
-        end = run_end(now, settings.delay_seconds, settings.period, end_date)
+            return RunPlan([], [], [], self._run_end())
+        end = self._run_end()
         starts: list[tuple[int, Series]] = []
         for item in series:
             state = self.state_manager.find_context_state({"series_id": item.series_id})
