@@ -37,9 +37,13 @@ def list_metrics(
     namespace: str,
     dimensions: Mapping[str, str] | None,
     usage: ApiUsage,
+    *,
+    recently_active: bool = False,
 ) -> Iterable[Mapping[str, Any]]:
     """Yield every ``Metrics`` entry of every ListMetrics page."""
     request: dict[str, Any] = {"Namespace": namespace}
+    if recently_active:
+        request["RecentlyActive"] = "PT3H"
     if dimensions:
         request["Dimensions"] = [
             {"Name": name, "Value": value} for name, value in sorted(dimensions.items())
@@ -65,8 +69,12 @@ def discover_series(
     namespace: str,
     dimensions: Mapping[str, str] | None,
     usage: ApiUsage,
+    *,
+    recently_active: bool = False,
 ) -> list[Series]:
-    """All series of the namespace (filtered to the exact dimension set when given)."""
-    return select_series(
-        list_metrics(client, namespace, dimensions, usage), region, namespace, dimensions
-    )
+    """All series of the namespace (filtered to the exact dimension set when given).
+
+    With ``recently_active`` only series published to in the last three hours are listed.
+    """
+    metrics = list_metrics(client, namespace, dimensions, usage, recently_active=recently_active)
+    return select_series(metrics, region, namespace, dimensions)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tap_cloudwatch_metrics.planner import MAX_DATAPOINTS_PER_PAGE, Call
@@ -118,17 +118,3 @@ def fetch_call(
                 query.statistic,
             )
     return results
-
-
-def fetch_calls(
-    client: Any,
-    calls: Sequence[Call],
-    series: Sequence[Series],
-    period: int,
-    usage: ApiUsage,
-) -> Mapping[str, QueryResult]:
-    """All calls of a batch (their query ids are unique within the batch)."""
-    merged: dict[str, QueryResult] = {}
-    for call in calls:
-        merged.update(fetch_call(client, call, series, period, usage))
-    return merged

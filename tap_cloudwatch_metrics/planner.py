@@ -6,9 +6,9 @@ The rules the plan keeps, each a promise of the tap:
   between two runs and every datapoint's timestamp is the start of a closed period;
 * a call carries at most 500 queries and asks for at most 100,800 datapoints (one page), so a
   query is billed once per run instead of once per continuation page;
-* a call has one StartTime for all its queries: series are taken in order of their own start
-  (the stream orders its partitions that way) and a batch is closed before a later series would
-  waste more than a fifth of the page on points it does not need.
+* a call has one StartTime for all its queries: queries are taken in order of their series'
+  start (the stream orders its partitions that way), packed into the fewest calls, and a
+  series is not stretched over a much longer window unless that saves a call.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 MAX_QUERIES_PER_CALL = 500
 MAX_DATAPOINTS_PER_PAGE = 100_800
-# A series whose own window is shorter than this share of the batch window starts a new batch.
+# A query whose window is shorter than this share of its call's window may start a new call.
 MIN_WINDOW_SHARE = 0.8
 
 
@@ -43,18 +43,6 @@ def run_end(now: int, delay_seconds: int, period: int, end_date: int | None) -> 
     if end_date is not None:
         limit = min(limit, end_date)
     return align_down(limit, period)
-
-
-def series_start(bookmark: int | None, start_date: int, period: int) -> int:
-    """Inclusive start of a series' window.
-
-    ``bookmark`` is the timestamp of the series' last emitted period (its own cursor), so the
-    window starts one period after it; a series without one starts at ``start_date``.
-    """
-    first = align_up(start_date, period)
-    if bookmark is None:
-        return first
-    return max(first, align_down(bookmark, period) + period)
 
 
 @dataclass(frozen=True)
@@ -87,20 +75,12 @@ class Call:
         return (self.end - self.start) // period
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Consecutive series fetched together, and the calls that fetch them."""
-
-    windows: tuple[SeriesWindow, ...]
-    calls: tuple[Call, ...]
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        """Partition positions served by this batch, ascending."""
-        return tuple(w.position for w in self.windows)
+def _capacity(span: int, max_queries: int, max_points: int) -> int:
+    """Queries a call can carry when its window is ``span`` periods long (at least one)."""
+    return max(1, min(max_queries, max_points // max(1, span)))
 
 
-def plan_batches(
+def plan_calls(
     windows: Sequence[SeriesWindow],
     end: int,
     period: int,
@@ -108,78 +88,50 @@ def plan_batches(
     *,
     max_queries: int = MAX_QUERIES_PER_CALL,
     max_points: int = MAX_DATAPOINTS_PER_PAGE,
-) -> list[Batch]:
-    """Group windows (in the given order) into batches of calls within CloudWatch's limits.
+) -> list[Call]:
+    """The fewest GetMetricData calls that fetch every due (series, statistic) exactly once.
 
-    Windows that are empty (``start >= end``) are left out: nothing is due for them.
+    Queries are taken longest window first (windows ordered by start, then position: the
+    order the stream gives its partitions). A call's StartTime is that of its first, longest
+    query, so it can carry ``min(500, 100,800 // span)`` queries. Filling each call that full
+    is optimal: any call holding the longest remaining query holds at most that many, and
+    taking the next-longest ones leaves the shortest possible rest. A second pass then ends a
+    call early at the first query whose window is much shorter (below ``MIN_WINDOW_SHARE`` of
+    the call's), whenever the rest still fits in the calls left, so short windows are not
+    stretched over long ones without need. Windows with ``start >= end`` are not due.
     """
-    due = [w for w in windows if w.start < end]
-    batches: list[Batch] = []
-    group: list[SeriesWindow] = []
-    group_start = 0
-    per_series = len(statistics)
-    for window in due:
-        if group:
-            start = min(group_start, window.start)
-            span = (end - start) // period
-            queries = (len(group) + 1) * per_series
-            own_share = (end - window.start) / (end - start)
-            if (
-                queries <= max_queries
-                and queries * span <= max_points
-                and own_share >= MIN_WINDOW_SHARE
-            ):
-                group.append(window)
-                group_start = start
-                continue
-            batches.append(
-                _batch(
-                    group,
-                    start=group_start,
-                    end=end,
-                    period=period,
-                    statistics=statistics,
-                    max_queries=max_queries,
-                    max_points=max_points,
-                )
-            )
-        group, group_start = [window], window.start
-    if group:
-        batches.append(
-            _batch(
-                group,
-                start=group_start,
+    due = sorted((w for w in windows if w.start < end), key=lambda w: (w.start, w.position))
+    items = [(w, stat) for w in due for stat in statistics]
+    spans = [(end - w.start) // period for w, _ in items]
+    count = len(items)
+    capacity = [_capacity(span, max_queries, max_points) for span in spans]
+    fewest_from = [0] * (count + 1)
+    for i in range(count - 1, -1, -1):
+        fewest_from[i] = 1 + fewest_from[min(count, i + capacity[i])]
+
+    calls: list[Call] = []
+    left = fewest_from[0]
+    i = 0
+    while i < count:
+        stop = min(count, i + capacity[i])
+        for j in range(i + 1, stop):
+            if spans[j] < MIN_WINDOW_SHARE * spans[i]:
+                if 1 + fewest_from[j] <= left:
+                    stop = j
+                break
+        chunk = items[i:stop]
+        calls.append(
+            Call(
+                start=min(w.start for w, _ in chunk),
                 end=end,
-                period=period,
-                statistics=statistics,
-                max_queries=max_queries,
-                max_points=max_points,
+                queries=tuple(
+                    Query(f"q{index}", w.position, stat) for index, (w, stat) in enumerate(chunk)
+                ),
             )
         )
-    return batches
-
-
-def _batch(
-    group: list[SeriesWindow],
-    *,
-    start: int,
-    end: int,
-    period: int,
-    statistics: Sequence[str],
-    max_queries: int,
-    max_points: int,
-) -> Batch:
-    """One batch; a single series too long for one page is split across calls by statistic."""
-    span = max(1, (end - start) // period)
-    per_call = max(1, min(max_queries, max_points // span))
-    queries = [
-        Query(f"q{index}", window.position, statistic)
-        for index, (window, statistic) in enumerate((w, s) for w in group for s in statistics)
-    ]
-    calls = tuple(
-        Call(start, end, tuple(queries[i : i + per_call])) for i in range(0, len(queries), per_call)
-    )
-    return Batch(tuple(group), calls)
+        left -= 1
+        i = stop
+    return calls
 
 
 def minimum_calls(total_queries: int, total_points: int) -> int:
@@ -216,15 +168,19 @@ def window_start(
     floor: int,
     period: int,
     now: int,
-) -> int:
-    """Start of a series' window this run.
+    lookback: int = 0,
+) -> tuple[int, bool]:
+    """Start of a series' window this run, and whether retention cut it short.
 
-    A known series continues after its own bookmark. A series never fetched before starts at
-    ``floor`` (the configured ``start_date``, or the first run's start) but no earlier than
+    A known series continues one period after its bookmark, or ``lookback`` periods earlier to
+    re-read late data. A series never fetched before starts at ``floor`` but no earlier than
     the discovery horizon: it could not have had data that ListMetrics hid from earlier runs.
-    Neither starts before CloudWatch's retention for the period.
+    Neither starts before CloudWatch's retention for the period (the flag says it would have).
     """
     if bookmark is None:
-        floor = max(floor, now - DISCOVERY_HORIZON)
-    start = series_start(bookmark, floor, period)
-    return max(start, align_up(retention_floor(period, now), period))
+        start = align_up(max(floor, now - DISCOVERY_HORIZON), period)
+    else:
+        resume = align_down(bookmark, period) + period - lookback * period
+        start = max(align_up(floor, period), resume)
+    oldest = align_up(retention_floor(period, now), period)
+    return max(start, oldest), start < oldest

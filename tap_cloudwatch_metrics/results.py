@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tap_cloudwatch_metrics.planner import Batch
+from tap_cloudwatch_metrics.planner import Call
 
 
 @dataclass
@@ -39,39 +39,49 @@ class DataPoint:
     value: float
 
 
-def assemble(
-    batch: Batch,
-    results: Mapping[str, QueryResult],
-    end: int,
-    statistics: Sequence[str],
-) -> dict[int, list[DataPoint]]:
-    """Datapoints per partition position for every series in ``batch``.
+class PointBuffer:
+    """Each series' datapoints, gathered over the calls that carry its queries.
 
-    Points outside the series' own ``[start, end)`` are dropped (a call's window starts at the
-    earliest series of its batch); non-finite values are dropped (they cannot be loaded as
-    numbers and CloudWatch does not store them).
+    A series' statistics may be split over two consecutive calls; it is complete once the last
+    of them is added, and :meth:`pop` hands it over sorted and forgets it, so the buffer holds
+    about one call's worth of data. Points outside the series' own ``[start, end)`` are dropped
+    (a call's window starts at its longest query's start), and so are non-finite values.
     """
-    starts = {w.position: w.start for w in batch.windows}
-    order = {stat: index for index, stat in enumerate(statistics)}
-    points: dict[int, dict[tuple[int, int], DataPoint]] = defaultdict(dict)
-    caps: dict[int, int] = {}
-    for call in batch.calls:
+
+    def __init__(self, starts: Mapping[int, int], end: int, statistics: Sequence[str]) -> None:
+        self._starts = starts
+        self._end = end
+        self._rank = {stat: index for index, stat in enumerate(statistics)}
+        self._points: dict[int, dict[tuple[int, int], DataPoint]] = defaultdict(dict)
+        self._caps: dict[int, int] = {}
+
+    def add(self, call: Call, results: Mapping[str, QueryResult]) -> None:
+        """Take in one call's answers."""
         for query in call.queries:
             result = results.get(query.query_id)
             if result is None:
                 continue
-            start = starts[query.position]
-            series_points = points[query.position]
-            rank = order[query.statistic]
+            start = self._starts[query.position]
+            series_points = self._points[query.position]
+            rank = self._rank[query.statistic]
             for timestamp, value in zip(result.timestamps, result.values, strict=False):
-                if start <= timestamp < end and math.isfinite(value):
+                if start <= timestamp < self._end and math.isfinite(value):
                     series_points[(timestamp, rank)] = DataPoint(timestamp, query.statistic, value)
             if result.truncated:
-                last = max((t for t in result.timestamps if t < end), default=start - 1)
-                caps[query.position] = min(caps.get(query.position, last), last)
-    assembled: dict[int, list[DataPoint]] = {}
-    for position in starts:
-        cap = caps.get(position)
-        keyed = points.get(position, {})
-        assembled[position] = [keyed[key] for key in sorted(keyed) if cap is None or key[0] <= cap]
-    return assembled
+                last = max((t for t in result.timestamps if t < self._end), default=start - 1)
+                self._caps[query.position] = min(self._caps.get(query.position, last), last)
+
+    def pending(self, position: int) -> bool:
+        """Whether anything is held for the series."""
+        return bool(self._points.get(position))
+
+    def last_timestamp(self, position: int) -> int | None:
+        """Newest timestamp held for the series (for its unit lookup)."""
+        keyed = self._points.get(position)
+        return max(keyed)[0] if keyed else None
+
+    def pop(self, position: int) -> list[DataPoint]:
+        """The series' datapoints by timestamp, then statistic order; removed from the buffer."""
+        keyed = self._points.pop(position, {})
+        cap = self._caps.pop(position, None)
+        return [keyed[key] for key in sorted(keyed) if cap is None or key[0] <= cap]

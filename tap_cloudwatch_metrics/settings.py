@@ -57,6 +57,8 @@ class Settings:
     end_date: dt.datetime | None
     delay_seconds: int
     fetch_units: bool
+    lookback: int = 0
+    recently_active: bool | None = None
     start_date_explicit: bool = False
     region: str | None = None
     aws_access_key_id: str | None = field(default=None, repr=False)
@@ -102,6 +104,8 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         end_date=end_date,
         delay_seconds=_delay(config.get("delay_seconds", DEFAULT_DELAY_SECONDS)),
         fetch_units=_boolean(config, "fetch_units", default=True),
+        lookback=_lookback(config.get("lookback", 0)),
+        recently_active=_optional_boolean(config, "recently_active"),
         start_date_explicit=explicit_start is not None,
         **strings,
     )
@@ -198,6 +202,32 @@ def _boolean(config: Mapping[str, Any], name: str, *, default: bool) -> bool:
     if isinstance(value, str) and value.lower() in {"true", "false"}:
         return value.lower() == "true"
     raise SettingsError(name, f"{value!r}: must be true or false")
+
+
+def _optional_boolean(config: Mapping[str, Any], name: str) -> bool | None:
+    """True, false, or unset (None: decided automatically)."""
+    value = config.get(name)
+    if value is None or (isinstance(value, str) and value.lower() in {"", "auto"}):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    raise SettingsError(name, f"{value!r}: must be true, false or unset (automatic)")
+
+
+MAX_LOOKBACK = 1440
+
+
+def _lookback(value: object) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_integer(value) or not 0 <= value <= MAX_LOOKBACK:  # type: ignore[operator]
+        raise SettingsError(
+            "lookback", f"{value!r}: must be a whole number of periods from 0 to {MAX_LOOKBACK}"
+        )
+    assert isinstance(value, int)
+    return value
 
 
 def _parse_date(config: Mapping[str, Any], name: str) -> dt.datetime | None:

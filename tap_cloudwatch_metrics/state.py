@@ -9,6 +9,7 @@ the SDK's private ``StreamStateManager``; the project pins ``singer-sdk~=0.54`` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from singer_sdk.streams._state import StreamStateManager
@@ -83,3 +84,13 @@ class IndexedStreamStateManager(StreamStateManager):
             partitions.append(found)
             self._index[key] = found
         return found
+
+    def prune(self, keep: Callable[[dict], bool]) -> int:
+        """Drop the partitions ``keep`` rejects; return how many were dropped."""
+        partitions = self._partitions_list()
+        kept = [entry for entry in partitions if keep(entry)]
+        dropped = len(partitions) - len(kept)
+        if dropped:
+            partitions[:] = kept
+            self._index = {context_key(entry["context"]): entry for entry in kept}
+        return dropped

@@ -1,9 +1,9 @@
 """The ``metrics`` stream: one partition per series, many partitions per API call.
 
-The SDK syncs partitions one by one. When it asks for a series whose data is not buffered, the
-stream fetches that series' whole batch (planned up front, each series from its own bookmark)
-and then serves the following partitions from the buffer, so 500 queries share one call and
-memory holds one batch at a time.
+The SDK syncs partitions one by one. When it asks for a series whose data has not arrived, the
+stream runs the planned GetMetricData calls up to the last one carrying that series' queries
+(each series windowed from its own bookmark) and serves the following partitions from what
+those calls returned, so 500 queries share one call and memory holds about one call's data.
 """
 
 from __future__ import annotations
@@ -11,22 +11,27 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
 
 from tap_cloudwatch_metrics.discovery import discover_series
-from tap_cloudwatch_metrics.fetcher import fetch_calls
+from tap_cloudwatch_metrics.fetcher import fetch_call
 from tap_cloudwatch_metrics.planner import (
-    Batch,
-    SeriesWindow,
+    DISCOVERY_HORIZON,
     align_up,
-    plan_batches,
+    retention_floor,
     run_end,
     window_start,
 )
-from tap_cloudwatch_metrics.results import DataPoint, assemble
+from tap_cloudwatch_metrics.results import DataPoint, PointBuffer
+from tap_cloudwatch_metrics.schedule import (
+    Floors,
+    RunPlan,
+    floors,
+    plan_run,
+    use_recently_active,
+)
 from tap_cloudwatch_metrics.schema import METRICS_SCHEMA, PRIMARY_KEYS
 from tap_cloudwatch_metrics.series import Series
 from tap_cloudwatch_metrics.state import IndexedStreamStateManager
@@ -37,26 +42,11 @@ if TYPE_CHECKING:
 
 UTC = dt.timezone.utc
 HISTORY_START_KEY = "history_start"
-
-
-@dataclass
-class RunPlan:
-    """What this run fetches: series in partition order, their batches, and the run's end."""
-
-    series: list[Series]
-    windows: list[SeriesWindow]
-    batches: list[Batch]
-    end: int
-    position_of: dict[str, int] = field(default_factory=dict)
-    batch_of: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.position_of = {s.series_id: i for i, s in enumerate(self.series)}
-        self.batch_of = {p: b for b, batch in enumerate(self.batches) for p in batch.positions}
+LAST_RUN_END_KEY = "last_run_end"
 
 
 def parse_bookmark(value: object) -> int | None:
-    """Epoch seconds of a stored ``replication_key_value``; None when absent or unreadable."""
+    """Epoch seconds of a stored timestamp; None when absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -66,6 +56,10 @@ def parse_bookmark(value: object) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
+
+
+def _iso(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 class MetricsStream(Stream):
@@ -80,10 +74,11 @@ class MetricsStream(Stream):
         super().__init__(tap=tap, schema=METRICS_SCHEMA)
         self._cw_tap = tap
         self._run: RunPlan | None = None
-        self._loaded_batch: int | None = None
-        self._buffer: dict[int, list[DataPoint]] = {}
-        self._closes_timestamp = True
+        self._buffer: PointBuffer | None = None
+        self._next_call = 0
+        self._advances_state = True
         self._units: UnitLookup | None = None
+        self.recently_active_used = False
 
     # -- SDK hooks ---------------------------------------------------------------------------
 
@@ -105,7 +100,7 @@ class MetricsStream(Stream):
     @property
     def partitions(self) -> list[dict] | None:
         """One context per series with a window due this run, in fetch order."""
-        plan = self._plan()
+        plan = self.plan()
         return [{"series_id": plan.series[w.position].series_id} for w in plan.windows] or None
 
     def get_replication_key_signpost(self, context: dict | None = None) -> dt.datetime:
@@ -113,43 +108,50 @@ class MetricsStream(Stream):
         return dt.datetime.fromtimestamp(self._run_end() - self._cw_tap.settings.period, UTC)
 
     def _write_starting_replication_value(self, context: dict | None) -> None:
-        """Not used: windows come from each series' own bookmark (see ``_plan``)."""
+        """Not used: windows come from each series' own bookmark (see :meth:`plan`)."""
 
     def _increment_stream_state(self, latest_record: dict, *, context: dict | None = None) -> None:
-        """Advance a series' bookmark only after the last statistic of a timestamp.
+        """Advance a series' bookmark only past new periods, after their last statistic.
 
         With several statistics a STATE message could otherwise fall between ``Average`` and
         ``Maximum`` of one timestamp, and a run resumed from it would skip the ``Maximum``.
+        Rows re-read by ``lookback`` (at or before the bookmark) never move it back.
         """
-        if self._closes_timestamp:
+        if self._advances_state:
             super()._increment_stream_state(latest_record, context=context)
 
+    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+        """After a complete sync, remember how far it reached (new series start near there)."""
+        if state is None and self._run is not None:
+            self.state_manager.stream_state[LAST_RUN_END_KEY] = _iso(self._run.end)
+        super().finalize_state_progress_markers(state)
+
     def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
-        """Datapoints of the partition's series, from the buffered batch (fetched when needed)."""
+        """Datapoints of the partition's series, fetched with its call (and neighbours')."""
         if not context:
             return
-        plan = self._plan()
+        plan = self.plan()
         position = plan.position_of.get(context.get("series_id", ""))
-        if position is None or position not in plan.batch_of:
+        if position is None or position not in plan.last_call:
             return
         points = self._points(plan, position)
         if not points:
             return
         series = plan.series[position]
-        unit = self.state_manager.get_context_state(context).get("unit")
-        period = self._cw_tap.settings.period
+        bookmark = plan.bookmarks.get(position)
         base = {
             "series_id": series.series_id,
             "region": series.region,
             "namespace": series.namespace,
             "metric_name": series.metric_name,
             "dimensions_key": series.dimensions_key,
-            "period": period,
-            "unit": unit,
+            "period": self._cw_tap.settings.period,
+            "unit": self.state_manager.get_context_state(context).get("unit"),
         }
         last = len(points) - 1
         for index, point in enumerate(points):
-            self._closes_timestamp = index == last or points[index + 1].timestamp != point.timestamp
+            closes = index == last or points[index + 1].timestamp != point.timestamp
+            self._advances_state = closes and (bookmark is None or point.timestamp > bookmark)
             yield {
                 **base,
                 "dimensions": dict(series.dimensions_map),
@@ -157,9 +159,15 @@ class MetricsStream(Stream):
                 "timestamp": dt.datetime.fromtimestamp(point.timestamp, UTC),
                 "value": point.value,
             }
-        self._closes_timestamp = True
+        self._advances_state = True
 
-    # -- planning and fetching ---------------------------------------------------------------
+    # -- planning ----------------------------------------------------------------------------
+
+    def plan(self) -> RunPlan:
+        """The run's plan; discovery (ListMetrics) happens on first use."""
+        if self._run is None:
+            self._run = self._make_plan()
+        return self._run
 
     def _run_end(self) -> int:
         """Exclusive end of every window of this run (see :func:`planner.run_end`)."""
@@ -167,115 +175,166 @@ class MetricsStream(Stream):
         end_date = int(settings.end_date.timestamp()) if settings.end_date else None
         return run_end(self._cw_tap.run_started, settings.delay_seconds, settings.period, end_date)
 
-    def _plan(self) -> RunPlan:
-        if self._run is None:
-            self._run = self._make_plan()
-        return self._run
-
-    def _history_floor(self) -> int:
-        """Where series without a bookmark start: ``start_date`` or the first run's start.
-
-        The default ``start_date`` (60 minutes ago) moves with every run, so the first run's
-        value is kept in state: a series that appears next month still starts there (within
-        the discovery horizon), not at "60 minutes before that run".
-        """
+    def _floors(self) -> Floors:
+        """Where windows may start; the tap's history start is kept in state (first run)."""
         settings = self._cw_tap.settings
-        start = int(settings.start_date.timestamp())
-        if settings.start_date_explicit:
-            return start
         stream_state = self.state_manager.stream_state
-        stored = parse_bookmark(stream_state.get(HISTORY_START_KEY))
-        if stored is None:
-            stored = align_up(start, settings.period)
-            stream_state[HISTORY_START_KEY] = dt.datetime.fromtimestamp(stored, UTC).isoformat()
-        return stored
+        start = align_up(int(settings.start_date.timestamp()), settings.period)
+        history = parse_bookmark(stream_state.get(HISTORY_START_KEY))
+        if history is None and not settings.start_date_explicit:
+            history = start
+            stream_state[HISTORY_START_KEY] = _iso(start)
+        return floors(
+            start,
+            explicit=settings.start_date_explicit,
+            history_start=history,
+            last_run_end=parse_bookmark(stream_state.get(LAST_RUN_END_KEY)),
+        )
+
+    def _known_bookmarks(self) -> dict[str, int | None]:
+        bookmarks: dict[str, int | None] = {}
+        for entry in self.state_manager.get_state_partitions() or []:
+            series_id = entry.get("context", {}).get("series_id")
+            if isinstance(series_id, str):
+                bookmarks[series_id] = parse_bookmark(entry.get("replication_key_value"))
+        return bookmarks
 
     def _make_plan(self) -> RunPlan:
         tap = self._cw_tap
         settings = tap.settings
-        now = tap.run_started
-        # Stored even when the namespace is empty, so series that appear later start there.
-        floor = self._history_floor()
-        series = discover_series(
-            tap.client, tap.region, settings.namespace, settings.dimensions, tap.usage
-        )
-        if not series:
-            self.logger.warning(
-                "No metrics found in namespace %r in %s%s: ListMetrics shows only series with "
-                "data in the last two weeks. Nothing to sync.",
-                settings.namespace,
-                tap.region,
-                f" with dimensions {dict(settings.dimensions)}" if settings.dimensions else "",
-            )
-            return RunPlan([], [], [], self._run_end())
-        end = self._run_end()
-        starts: list[tuple[int, Series]] = []
-        for item in series:
-            state = self.state_manager.find_context_state({"series_id": item.series_id})
-            bookmark = parse_bookmark(state.get("replication_key_value")) if state else None
-            starts.append((window_start(bookmark, floor, settings.period, now), item))
-        starts.sort(key=lambda pair: (pair[0], pair[1].series_id))
-        ordered = [item for _, item in starts]
-        windows = [
-            SeriesWindow(position, start)
-            for position, (start, _) in enumerate(starts)
-            if start < end
+        now, end = tap.run_started, self._run_end()
+        floor = self._floors()
+        known = self._known_bookmarks()
+        resumes = [
+            window_start(b, floor.known, settings.period, now, settings.lookback)[0]
+            for b in known.values()
+            if b is not None
         ]
-        batches = plan_batches(windows, end, settings.period, settings.statistics)
-        plan = RunPlan(ordered, windows, batches, end)
-        self.logger.info(
-            "Discovered %d series in %s; %d due up to %s in %d batches (%d GetMetricData calls "
-            "planned, %d metric-requests)",
-            len(series),
+        recently = use_recently_active(settings.recently_active, resumes, floor.new, now)
+        self.recently_active_used = recently
+        series = discover_series(
+            tap.client,
+            tap.region,
             settings.namespace,
-            len(windows),
-            dt.datetime.fromtimestamp(end, UTC).isoformat(),
-            len(batches),
-            sum(len(b.calls) for b in batches),
-            sum(len(c.queries) for b in batches for c in b.calls),
+            settings.dimensions,
+            tap.usage,
+            recently_active=recently,
         )
+        if not recently:
+            self._prune_state(series, now)
+        plan = plan_run(
+            series,
+            known,
+            floor=floor,
+            now=now,
+            end=end,
+            period=settings.period,
+            statistics=settings.statistics,
+            lookback=settings.lookback,
+        )
+        self._log_plan(plan, recently)
         return plan
 
-    def _points(self, plan: RunPlan, position: int) -> list[DataPoint]:
-        batch_index = plan.batch_of[position]
-        if batch_index != self._loaded_batch:
-            self._buffer = {}
-            self._buffer = self._load(plan, batch_index)
-            self._loaded_batch = batch_index
-        return self._buffer.pop(position, [])
+    def _prune_state(self, listed: list[Series], now: int) -> None:
+        """Forget series ListMetrics no longer shows and whose bookmark is past the horizon.
 
-    def _load(self, plan: RunPlan, batch_index: int) -> dict[int, list[DataPoint]]:
+        Such a series has had no data for two weeks; should it return, it starts as a new
+        series would. Without this, STATE grows with every instance ever seen.
+        """
+        alive = {s.series_id for s in listed}
+        oldest = now - DISCOVERY_HORIZON
+
+        def keep(entry: dict) -> bool:
+            series_id = entry.get("context", {}).get("series_id")
+            if series_id in alive:
+                return True
+            bookmark = parse_bookmark(entry.get("replication_key_value"))
+            return bookmark is not None and bookmark >= oldest
+
+        if dropped := self.state_manager.prune(keep):
+            self.logger.info("Forgot %d series not seen for over 15 days", dropped)
+
+    def _log_plan(self, plan: RunPlan, recently: bool) -> None:
+        settings = self._cw_tap.settings
+        if not plan.series:
+            self.logger.warning(
+                "No metrics found in namespace %r in %s%s: ListMetrics shows only series with "
+                "data in the last %s. Nothing to sync.",
+                settings.namespace,
+                self._cw_tap.region,
+                f" with dimensions {dict(settings.dimensions)}" if settings.dimensions else "",
+                "three hours (RecentlyActive)" if recently else "two weeks",
+            )
+            return
+        self.logger.info(
+            "Discovered %d series in %s%s; %d due up to %s: %d GetMetricData calls planned, "
+            "%d metric-requests",
+            len(plan.series),
+            settings.namespace,
+            " (RecentlyActive=PT3H)" if recently else "",
+            len(plan.windows),
+            _iso(plan.end),
+            len(plan.calls),
+            plan.billed_metric_requests,
+        )
+        if plan.clamped:
+            oldest = retention_floor(settings.period, self._cw_tap.run_started)
+            self.logger.warning(
+                "%d series start at %s, later than their bookmark or start_date: CloudWatch "
+                "keeps %d-second data only that long; older periods cannot be fetched",
+                plan.clamped,
+                _iso(align_up(oldest, settings.period)),
+                settings.period,
+            )
+
+    # -- fetching ----------------------------------------------------------------------------
+
+    def _points(self, plan: RunPlan, position: int) -> list[DataPoint]:
+        """Run the calls up to the last one carrying ``position``'s queries; hand its points."""
+        if self._buffer is None:
+            starts = {w.position: w.start for w in plan.windows}
+            self._buffer = PointBuffer(starts, plan.end, self._cw_tap.settings.statistics)
+        last = plan.last_call[position]
+        while self._next_call <= last:
+            self._run_call(plan, self._next_call)
+            self._next_call += 1
+        return self._buffer.pop(position)
+
+    def _run_call(self, plan: RunPlan, index: int) -> None:
         tap = self._cw_tap
         settings = tap.settings
-        batch = plan.batches[batch_index]
+        call = plan.calls[index]
         started = time.monotonic()
-        results = fetch_calls(tap.client, batch.calls, plan.series, settings.period, tap.usage)
-        assembled = assemble(batch, results, plan.end, settings.statistics)
+        results = fetch_call(tap.client, call, plan.series, settings.period, tap.usage)
+        assert self._buffer is not None
+        self._buffer.add(call, results)
+        complete = sorted({q.position for q in call.queries if plan.last_call[q.position] == index})
         if settings.fetch_units and self.mask[("properties", "unit")]:
-            self._fill_units(plan, assembled)
+            self._fill_units(plan, complete)
         self.logger.info(
-            "Batch %d/%d: %d series, %d datapoints in %.2fs",
-            batch_index + 1,
-            len(plan.batches),
-            len(batch.windows),
-            sum(map(len, assembled.values())),
+            "GetMetricData call %d/%d: %d queries, %d datapoints in %.2fs",
+            index + 1,
+            len(plan.calls),
+            len(call.queries),
+            sum(len(r.timestamps) for r in results.values()),
             time.monotonic() - started,
         )
-        return assembled
 
-    def _fill_units(self, plan: RunPlan, assembled: dict[int, list[DataPoint]]) -> None:
-        """Look up the unit of each series in the batch that has data and no known unit."""
+    def _fill_units(self, plan: RunPlan, positions: list[int]) -> None:
+        """Look up the unit of each complete series that has data and no known unit."""
+        assert self._buffer is not None
         if self._units is None:
             self._units = UnitLookup(self._cw_tap.client, self._cw_tap.usage)
         wanted: dict[Series, int] = {}
         states: dict[Series, dict] = {}
-        for position, points in assembled.items():
-            if not points:
+        for position in positions:
+            last = self._buffer.last_timestamp(position)
+            if last is None:
                 continue
             series = plan.series[position]
             state = self.state_manager.get_context_state({"series_id": series.series_id})
             if not state.get("unit"):
-                wanted[series] = points[-1].timestamp
+                wanted[series] = last
                 states[series] = state
         for series, unit in self._units.lookup(wanted).items():
             states[series]["unit"] = unit

@@ -124,6 +124,20 @@ class TapCloudWatchMetrics(Tap):
             "has aggregated its late samples.",
         ),
         th.Property(
+            "lookback",
+            th.IntegerType,
+            default=0,
+            description="Re-read this many periods before each series' bookmark, for data that "
+            "arrives late; re-read rows keep their key, so an upserting target replaces them.",
+        ),
+        th.Property(
+            "recently_active",
+            th.BooleanType,
+            description="List only series published to in the last three hours "
+            "(ListMetrics RecentlyActive=PT3H). Unset: automatic, when every window starts "
+            "within those three hours.",
+        ),
+        th.Property(
             "fetch_units",
             th.BooleanType,
             default=True,
