@@ -142,7 +142,8 @@ def minimum_calls(total_queries: int, total_points: int) -> int:
     )
 
 
-# ListMetrics shows series with data in the last two weeks; a day of margin on top.
+# ListMetrics shows series with data in the last two weeks; a day of margin on top. A series
+# missing from it with a bookmark older than this has had no data since, and is forgotten.
 DISCOVERY_HORIZON = 15 * 86400
 
 
@@ -173,14 +174,11 @@ def window_start(
     """Start of a series' window this run, and whether retention cut it short.
 
     A known series continues one period after its bookmark, or ``lookback`` periods earlier to
-    re-read late data. A series never fetched before starts at ``floor`` but no earlier than
-    the discovery horizon: it could not have had data that ListMetrics hid from earlier runs.
-    Neither starts before CloudWatch's retention for the period (the flag says it would have).
+    re-read late data; a series never fetched before starts at ``floor``. Neither starts before
+    CloudWatch's retention for the period (the flag says it would have).
     """
-    if bookmark is None:
-        start = align_up(max(floor, now - DISCOVERY_HORIZON), period)
-    else:
-        resume = align_down(bookmark, period) + period - lookback * period
-        start = max(align_up(floor, period), resume)
+    start = align_up(floor, period)
+    if bookmark is not None:
+        start = max(start, align_down(bookmark, period) + period - lookback * period)
     oldest = align_up(retention_floor(period, now), period)
     return max(start, oldest), start < oldest

@@ -42,16 +42,17 @@ def floors(
 ) -> Floors:
     """Where windows may start.
 
-    An explicit ``start_date`` is honoured for every series without a bookmark. Otherwise
-    series start where the tap's history starts (the first run's ``start_date``); once a run
-    has completed, a series appearing later starts a margin before that run's end, since
-    earlier runs would have listed it had it had data then.
+    An explicit ``start_date`` bounds every series. Otherwise a series with a bookmark resumes
+    from it, however old (only retention limits it), and a series seen the first time starts
+    where the tap's history starts (the first run's ``start_date``) or, once a run has
+    completed, a margin before that run's end: earlier runs would have listed it had it had
+    data then.
     """
     if explicit:
         return Floors(start_date, start_date)
     history = history_start if history_start is not None else start_date
     new = history if last_run_end is None else max(history, last_run_end - NEW_SERIES_MARGIN)
-    return Floors(history, new)
+    return Floors(0, new)
 
 
 def use_recently_active(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 from functools import cached_property
@@ -13,7 +14,9 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from tap_cloudwatch_metrics.aws import check_session, make_client, make_session
+from tap_cloudwatch_metrics.billing import PlanReport, parse_every
 from tap_cloudwatch_metrics.redaction import protect
+from tap_cloudwatch_metrics.schedule import steady_state_calls
 from tap_cloudwatch_metrics.settings import (
     DEFAULT_DELAY_SECONDS,
     DEFAULT_PERIOD,
@@ -203,15 +206,88 @@ class TapCloudWatchMetrics(Tap):
         finally:
             self.logger.info(self.usage.summary())
 
+    def plan_report(self, every: int | None = None) -> PlanReport:
+        """What a sync would do now, from ListMetrics alone (no datapoint is fetched)."""
+        stream = self.streams["metrics"]
+        assert isinstance(stream, MetricsStream)
+        plan = stream.plan()
+        settings = self.settings
+        due = [plan.series[w.position] for w in plan.windows]
+        lookups = 0
+        if settings.fetch_units and stream.mask[("properties", "unit")]:
+            lookups = sum(
+                1
+                for series in due
+                if not (
+                    stream.state_manager.find_context_state({"series_id": series.series_id}) or {}
+                ).get("unit")
+            )
+        return PlanReport(
+            namespace=settings.namespace,
+            region=self.region,
+            period=settings.period,
+            statistics=settings.statistics,
+            series_listed=len(plan.series),
+            series_due=len(due),
+            window_end=dt.datetime.fromtimestamp(plan.end, UTC).isoformat(),
+            recently_active=stream.recently_active_used,
+            list_metrics_calls=self.usage.list_metrics_calls,
+            get_metric_data_calls=len(plan.calls),
+            billed_metric_requests=plan.billed_metric_requests,
+            minimum_metric_requests=len(due) * len(settings.statistics),
+            unit_lookups_at_most=lookups,
+            every=every,
+            steady_calls=(
+                steady_state_calls(len(plan.series), every, settings.period, settings.statistics)
+                if every
+                else None
+            ),
+        )
+
+    @classmethod
+    def plan_command(cls) -> click.Command:
+        """``tap-cloudwatch-metrics plan``: the bill of the next run, before running it."""
+
+        @click.command(
+            name="plan",
+            help="Show what the next sync would request from CloudWatch and what it costs, "
+            "without fetching any datapoint (only ListMetrics is called).",
+        )
+        @click.option(
+            "--config",
+            multiple=True,
+            default=(),
+            callback=cls.cb_config,
+            help="Configuration file location or 'ENV' to use environment variables.",
+        )
+        @click.option("--state", type=click.File(), help="State file of the last run.")
+        @click.option("--every", help="Schedule for a monthly estimate, e.g. 15m, 1h, 1d.")
+        def plan(config: Any, state: Any, every: str | None) -> None:
+            try:
+                seconds = parse_every(every) if every else None
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+            tap = cls(
+                config=config.config,
+                state=json.load(state) if state else None,
+                parse_env_config=config.parse_env,
+            )
+            click.echo(tap.plan_report(seconds).render())
+
+        return plan
+
     @classmethod
     def get_singer_command(cls) -> click.Command:
-        """The SDK's command, with settings errors printed as one line and exit code 2."""
+        """The SDK's command (and ``plan``), settings errors as one line with exit code 2."""
         command = super().get_singer_command()
         main = command.main
 
-        def main_with_clear_errors(*args: Any, **kwargs: Any) -> Any:
+        def main_with_clear_errors(args: Any = None, **kwargs: Any) -> Any:
+            argv = list(sys.argv[1:] if args is None else args)
             try:
-                return main(*args, **kwargs)
+                if argv[:1] == ["plan"]:
+                    return cls.plan_command().main(argv[1:], prog_name=f"{cls.name} plan", **kwargs)
+                return main(argv, **kwargs)
             except SettingsError as exc:
                 click.echo(f"{cls.name}: {exc}", err=True)
                 sys.exit(2)

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tap_cloudwatch_metrics.planner import (
-    DISCOVERY_HORIZON,
     MAX_DATAPOINTS_PER_PAGE,
     MAX_QUERIES_PER_CALL,
     Call,
@@ -68,12 +67,10 @@ def test_lookback_rereads_periods_before_the_bookmark_but_not_before_the_floor()
     assert window_start(NOW - 600, NOW - 900, 300, NOW, lookback=12) == (NOW - 900, False)
 
 
-def test_new_series_start_at_the_floor_within_the_discovery_horizon() -> None:
+def test_new_series_start_at_the_floor() -> None:
     assert window_start(None, NOW - 3599, 300, NOW) == (NOW - 3300, False)
-    assert window_start(None, NOW - 30 * DAY, 300, NOW) == (
-        align_up(NOW - DISCOVERY_HORIZON, 300),
-        False,
-    )
+    # A first backfill of series that ListMetrics shows now reaches as far back as asked.
+    assert window_start(None, NOW - 30 * DAY, 300, NOW) == (NOW - 30 * DAY, False)
 
 
 def test_retention_limits_windows_and_says_so() -> None:
