@@ -29,6 +29,7 @@ from tap_cloudwatch_metrics.settings import (
 from tap_cloudwatch_metrics.statistics import ALLOWED_DESCRIPTION
 from tap_cloudwatch_metrics.streams import MetricsStream
 from tap_cloudwatch_metrics.usage import ApiUsage
+from tap_cloudwatch_metrics.writer import FastSingerWriter, SnapshotStateWriter
 
 UTC = dt.timezone.utc
 # The run's notion of "now" (tests replace it to run at a fixed time).
@@ -44,6 +45,10 @@ class TapCloudWatchMetrics(Tap):
     """Amazon CloudWatch metrics: every series of a namespace, incrementally, per series."""
 
     name = "tap-cloudwatch-metrics"
+    # Output through msgspec with buffered RECORD lines (see writer.py); records skip the
+    # SDK's conforming when it would not change them. Both off gives the SDK's plain path.
+    message_writer_class = FastSingerWriter
+    FAST_RECORDS = True
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -154,6 +159,8 @@ class TapCloudWatchMetrics(Tap):
         self._settings: Settings | None = None
         self.usage = ApiUsage()
         super().__init__(*args, **kwargs)
+        if isinstance(self.message_writer, FastSingerWriter):
+            self._state_writer = SnapshotStateWriter(self.message_writer)
 
     # -- settings ----------------------------------------------------------------------------
 

@@ -1006,8 +1006,9 @@ def make_fake_tap(
     state: dict[str, Any] | None = None,
     *,
     now: float | None = None,
+    tap_class: Any = None,
 ) -> Any:
-    """A tap whose CloudWatch client is answered by ``fake``.
+    """A tap (of ``tap_class``, by default the tap's) whose CloudWatch client is ``fake``.
 
     The client is the tap's own (``aws.make_client`` on the tap's session: retries, timestamp
     parser, user agent), with the fake registered on it; ``now`` fixes the tap's run start.
@@ -1022,7 +1023,9 @@ def make_fake_tap(
     # a state file would be, so the caller's STATE values stay what was written.
     state = copy.deepcopy(state) if state is not None else None
     with wall_clock(now):
-        tap = TapCloudWatchMetrics(config=config, state=state, parse_env_config=False)
+        tap = (tap_class or TapCloudWatchMetrics)(
+            config=config, state=state, parse_env_config=False
+        )
     session, _region = tap._session_and_region
     client = aws.make_client(session, tap.settings.aws_endpoint_url)
     fake.attach(client)
