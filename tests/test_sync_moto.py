@@ -285,25 +285,38 @@ def test_end_date_bounds_a_backfill_and_the_next_window_continues(cloudwatch, cl
     assert not set(first.keys()) & set(second.keys())
 
 
-def test_state_never_bookmarks_a_timestamp_before_all_its_statistics_are_out(
-    cloudwatch, clock, monkeypatch
-):
-    seed(cloudwatch, "CPUUtilization", {"InstanceId": "i-1"}, NOW - dt.timedelta(hours=1), NOW)
+def test_every_state_is_covered_by_the_rows_written_before_it(cloudwatch, clock, monkeypatch):
+    for index in range(6):
+        seed(
+            cloudwatch,
+            "CPUUtilization",
+            {"InstanceId": f"i-{index}"},
+            NOW - dt.timedelta(hours=1),
+            NOW,
+            salt=index,
+        )
     monkeypatch.setattr(MetricsStream, "STATE_MSG_FREQUENCY", 1)
     stats = ["Average", "Maximum", "Minimum"]
     result = run_sync({**BASE_CONFIG, "statistics": stats})
 
-    emitted: dict[int, set[str]] = {}
+    # Every row of a series up to its bookmark, all statistics, was written before the STATE.
+    emitted: dict[str, dict[int, set[str]]] = {}
+    expected_stamps = {int((NOW - dt.timedelta(minutes=m)).timestamp()) for m in range(10, 61, 5)}
     checked = 0
     for message in result.messages:
         if message["type"] == "RECORD":
             r = message["record"]
-            emitted.setdefault(epoch(r["timestamp"]), set()).add(r["statistic"])
+            emitted.setdefault(r["series_id"], {}).setdefault(epoch(r["timestamp"]), set()).add(
+                r["statistic"]
+            )
         elif message["type"] == "STATE":
-            for mark in bookmarks(message["value"]).values():
-                assert emitted[mark] == set(stats), mark
+            for series_id, mark in bookmarks(message["value"]).items():
+                covered = {t for t in expected_stamps if t <= mark}
+                assert {t: emitted[series_id].get(t) for t in covered} == {
+                    t: set(stats) for t in covered
+                }
                 checked += 1
-    assert checked >= 10
+    assert checked >= 1 + 2 + 3 + 4 + 5 + 6  # each STATE after a series holds all before it
 
 
 def test_flattening_keeps_dimensions_in_schema_and_records_alike(cloudwatch, clock):
