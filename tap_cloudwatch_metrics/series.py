@@ -58,9 +58,12 @@ class Series:
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
 
-    @cached_property
+    @property
     def api_dimensions(self) -> list[dict[str, str]]:
-        """Dimensions in the request shape of GetMetricData / GetMetricStatistics."""
+        """Dimensions in the request shape of GetMetricData / GetMetricStatistics.
+
+        Not cached: it is needed once per run, and 10,000 cached copies cost megabytes.
+        """
         return [{"Name": name, "Value": value} for name, value in self.dimensions]
 
     def describe(self) -> str:
