@@ -42,6 +42,9 @@ def _plain(value: Any) -> Any:
 class FastSingerWriter(GenericSingerWriter[bytes, Message]):
     """Buffered msgspec JSON lines on stdout; flushed at every message but RECORD."""
 
+    def __init__(self) -> None:
+        self._extracted: tuple[dt.datetime | None, str] = (None, "")
+
     def serialize_message(self, message: Message) -> bytes:
         """One JSON line."""
         if isinstance(message, RecordMessage):
@@ -52,13 +55,15 @@ class FastSingerWriter(GenericSingerWriter[bytes, Message]):
             }
             if message.version is not None:
                 data["version"] = message.version
-            if message.time_extracted is not None:
-                data["time_extracted"] = message.time_extracted.isoformat()
+            if (extracted := message.time_extracted) is not None:
+                if extracted is not self._extracted[0]:
+                    self._extracted = (extracted, extracted.isoformat())
+                data["time_extracted"] = self._extracted[1]
         elif isinstance(message, StateMessage):
             data = {"type": "STATE", "value": message.value}
         else:
-            data = message.to_dict()
-        return _encoder.encode({k: _plain(v) for k, v in data.items()}) + b"\n"
+            data = {k: _plain(v) for k, v in message.to_dict().items()}
+        return _encoder.encode(data) + b"\n"
 
     def write_message(self, message: Message) -> None:
         """Write one message; anything but a RECORD flushes what came before it."""

@@ -353,6 +353,7 @@ def test_a_failed_query_fails_the_run_and_no_state_is_ahead_of_the_records(
     status: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(MetricsStream, "STATE_MSG_FREQUENCY", 700)
+    monkeypatch.setattr(MetricsStream, "STATE_ROWS_PER_SERIES", 0)
     fake = FakeCloudWatch()
     order, index_of = _six_hundred(fake)
     bad = {"Index": index_of[order[-1]]}
@@ -389,6 +390,7 @@ def test_throttling_past_the_retries_fails_the_run_and_no_state_is_ahead(
 ) -> None:
     fast_retries(monkeypatch, attempts=3)
     monkeypatch.setattr(MetricsStream, "STATE_MSG_FREQUENCY", 700)
+    monkeypatch.setattr(MetricsStream, "STATE_ROWS_PER_SERIES", 0)
     fake = FakeCloudWatch()
     _six_hundred(fake)
     fake.fail_next("GetMetricData", code="Throttling", status=400, times=None, after=1)
@@ -580,6 +582,7 @@ def test_indexed_state_manager_writes_the_same_states_as_the_sdks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(MetricsStream, "STATE_MSG_FREQUENCY", 7)
+    monkeypatch.setattr(MetricsStream, "STATE_ROWS_PER_SERIES", 0)
 
     def two_runs() -> list[list[dict]]:
         fake = FakeCloudWatch()

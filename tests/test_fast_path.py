@@ -97,3 +97,20 @@ def test_records_stay_buffered_until_a_state_flushes_them() -> None:
         writer.write_message(StateMessage(value={"bookmarks": {}}))
     lines = descriptor.data.splitlines()
     assert [json.loads(line)["type"] for line in lines] == ["RECORD", "STATE"]
+
+
+def test_mid_run_state_is_paced_by_the_number_of_series() -> None:
+    fake = FakeCloudWatch(now=NOW)
+    fake.add_many(NS, "CPU", 3_000, start=NOW - 2 * HOUR, end=NOW, step=300)
+    out = run_sync(make_fake_tap({"start_date": None, "fetch_units": False}, fake, now=NOW))
+    # 33,000 rows of 3,000 series: the SDK's pace (every 10,000 rows) would write 3 mid-run
+    # STATEs of up to 3,000 bookmarks; at 5 rows a series (every 15,000) there are 2.
+    assert len(out.records) == 33_000
+    records_before_state = []
+    count = 0
+    for message in out.messages:
+        if message["type"] == "RECORD":
+            count += 1
+        elif message["type"] == "STATE":
+            records_before_state.append(count)
+    assert records_before_state == [15_000, 30_000, 33_000, 33_000]

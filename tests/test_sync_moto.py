@@ -296,6 +296,7 @@ def test_every_state_is_covered_by_the_rows_written_before_it(cloudwatch, clock,
             salt=index,
         )
     monkeypatch.setattr(MetricsStream, "STATE_MSG_FREQUENCY", 1)
+    monkeypatch.setattr(MetricsStream, "STATE_ROWS_PER_SERIES", 0)
     stats = ["Average", "Maximum", "Minimum"]
     result = run_sync({**BASE_CONFIG, "statistics": stats})
 
