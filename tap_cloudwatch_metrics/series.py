@@ -10,17 +10,42 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Series:
-    """One metric-dimension combination in one region, the unit of state and of partitioning."""
+    """One metric-dimension combination in one region, the unit of state and of partitioning.
+
+    Slotted, with its two keys computed once: a run holds one per series (10,000 and more).
+    """
 
     region: str
     namespace: str
     metric_name: str
     dimensions: tuple[tuple[str, str], ...] = field(default=())
+    series_id: str = field(init=False, compare=False, repr=False)
+    dimensions_key: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Canonical JSON of the sorted dimensions: unambiguous where ``Name=Value,...`` is not
+        # (dimension names and values may contain commas and equals signs).
+        object.__setattr__(
+            self,
+            "dimensions_key",
+            json.dumps(
+                dict(self.dimensions), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ),
+        )
+        # A hash keeps STATE small and the warehouse key short (a B-tree key over 30 long
+        # dimension values would exceed PostgreSQL's index row limit).
+        canonical = json.dumps(
+            [self.region, self.namespace, self.metric_name, [list(d) for d in self.dimensions]],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        object.__setattr__(
+            self, "series_id", hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
+        )
 
     @classmethod
     def from_api(cls, region: str, metric: dict) -> Series:
@@ -28,42 +53,14 @@ class Series:
         dims = tuple(sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions") or ()))
         return cls(region, metric["Namespace"], metric["MetricName"], dims)
 
-    @cached_property
+    @property
     def dimensions_map(self) -> dict[str, str]:
-        """The dimensions as a plain mapping, the record's ``dimensions`` column."""
+        """A new dict of the dimensions: the record's ``dimensions`` column."""
         return dict(self.dimensions)
-
-    @cached_property
-    def dimensions_key(self) -> str:
-        """Canonical JSON of the sorted dimensions.
-
-        JSON rather than ``Name=Value,...`` because dimension names and values may themselves
-        contain commas and equals signs; JSON keeps the key unambiguous.
-        """
-        return json.dumps(
-            self.dimensions_map, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-
-    @cached_property
-    def series_id(self) -> str:
-        """Stable, short identifier: the partition key in state and part of the primary key.
-
-        A hash keeps STATE small and the warehouse key short (a B-tree key over 30 long
-        dimension values would exceed PostgreSQL's index row limit).
-        """
-        canonical = json.dumps(
-            [self.region, self.namespace, self.metric_name, list(map(list, self.dimensions))],
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
 
     @property
     def api_dimensions(self) -> list[dict[str, str]]:
-        """Dimensions in the request shape of GetMetricData / GetMetricStatistics.
-
-        Not cached: it is needed once per run, and 10,000 cached copies cost megabytes.
-        """
+        """Dimensions in the request shape of GetMetricData / GetMetricStatistics."""
         return [{"Name": name, "Value": value} for name, value in self.dimensions]
 
     def describe(self) -> str:

@@ -86,6 +86,7 @@ class MetricsStream(Stream):
         self._extracted_at = dt.datetime.now(UTC)
         self._plain_records: bool | None = None
         self.recently_active_used = False
+        self._contexts: list[dict] | None = None
 
     # -- SDK hooks ---------------------------------------------------------------------------
 
@@ -107,8 +108,12 @@ class MetricsStream(Stream):
     @property
     def partitions(self) -> list[dict] | None:
         """One context per series with a window due this run, in fetch order."""
-        plan = self.plan()
-        return [{"series_id": plan.series[w.position].series_id} for w in plan.windows] or None
+        if self._contexts is None:
+            plan = self.plan()
+            self._contexts = [
+                {"series_id": plan.series[w.position].series_id} for w in plan.windows
+            ]
+        return self._contexts or None
 
     def get_replication_key_signpost(self, context: dict | None = None) -> dt.datetime:
         """No datapoint of this run is later than the start of its last closed period."""
@@ -167,7 +172,7 @@ class MetricsStream(Stream):
                 stamp = iso[point.timestamp] = _iso(point.timestamp)
             yield {
                 **base,
-                "dimensions": dict(series.dimensions_map),
+                "dimensions": series.dimensions_map,
                 "statistic": point.statistic,
                 "timestamp": stamp,
                 "value": point.value,
