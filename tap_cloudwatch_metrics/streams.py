@@ -38,6 +38,7 @@ from tap_cloudwatch_metrics.schema import METRICS_SCHEMA, PRIMARY_KEYS
 from tap_cloudwatch_metrics.series import Series
 from tap_cloudwatch_metrics.state import IndexedStreamStateManager
 from tap_cloudwatch_metrics.units import UnitLookup
+from tap_cloudwatch_metrics.writer import FastSingerWriter
 
 if TYPE_CHECKING:
     from tap_cloudwatch_metrics.tap import TapCloudWatchMetrics
@@ -179,14 +180,21 @@ class MetricsStream(Stream):
             }
         self._advances_state = True
 
-    def _generate_record_messages(self, record: dict) -> Iterable[RecordMessage]:
-        """RECORD messages; the SDK's per-record conforming is skipped when it has no work.
+    def generate_child_contexts(self, record: dict, context: dict | None) -> Iterable[dict | None]:
+        """None: the stream has no child streams (the SDK's default yields one per record)."""
+        return ()
 
-        Records are built to the schema (strings, an integer, a float, a string map), so with
-        every property selected, no stream map and no flattening the SDK's deselection,
-        type conforming and mapping return them unchanged: measured, they were a third of
-        the per-record time. Otherwise the SDK's path runs as usual.
-        """
+    def _write_record_message(self, record: dict) -> None:
+        """Write the RECORD straight to the fast writer when nothing has to change the row."""
+        writer = self._tap.message_writer
+        if self._plain_record_path() or not isinstance(writer, FastSingerWriter):
+            super()._write_record_message(record)
+            return
+        writer.write_record(self.name, record, self._stream_version, self._extracted_at)
+        self.state_manager.is_flushed = False
+
+    def _plain_record_path(self) -> bool:
+        """Whether rows must go through the SDK's selection, conforming and stream maps."""
         if self._plain_records is None:
             maps = self.stream_maps
             self._plain_records = not (
@@ -197,7 +205,17 @@ class MetricsStream(Stream):
                 and not maps[0].flattening_enabled
                 and maps[0].stream_alias == self.name
             )
-        if self._plain_records:
+        return self._plain_records
+
+    def _generate_record_messages(self, record: dict) -> Iterable[RecordMessage]:
+        """RECORD messages; the SDK's per-record conforming is skipped when it has no work.
+
+        Records are built to the schema (strings, an integer, a float, a string map), so with
+        every property selected, no stream map and no flattening the SDK's deselection,
+        type conforming and mapping return them unchanged: measured, they were a third of
+        the per-record time. Otherwise the SDK's path runs as usual.
+        """
+        if self._plain_record_path():
             yield from super()._generate_record_messages(record)
             return
         yield RecordMessage(
