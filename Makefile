@@ -6,6 +6,7 @@
 #   make test      the test suite
 #   make lint      ruff check + ruff format --check
 #   make demo-reset  forget the demo's Meltano state and output (next demo starts afresh)
+#   make bench     the tap vs a minimal boto3 loop on a fake CloudWatch (minutes; BENCH_ARGS=...)
 #
 # Installs are stamped: they rerun only when pyproject.toml (or meltano.yml) changes.
 
@@ -59,3 +60,8 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Benchmark (benchmarks/run.py): writes benchmarks/results.md. e.g. BENCH_ARGS="--workload a --repeat 3"
+.PHONY: bench
+bench: install
+	$(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
