@@ -71,10 +71,6 @@ class PointBuffer:
                 last = max((t for t in result.timestamps if t < self._end), default=start - 1)
                 self._caps[query.position] = min(self._caps.get(query.position, last), last)
 
-    def pending(self, position: int) -> bool:
-        """Whether anything is held for the series."""
-        return bool(self._points.get(position))
-
     def last_timestamp(self, position: int) -> int | None:
         """Newest timestamp held for the series (for its unit lookup)."""
         keyed = self._points.get(position)

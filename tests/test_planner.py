@@ -228,4 +228,4 @@ def test_point_buffer_orders_filters_and_caps() -> None:
         DataPoint(2_300, "Maximum", 5.0),
     ]
     assert buffer.pop(1) == []
-    assert not buffer.pending(0)
+    assert buffer.pop(0) == []
