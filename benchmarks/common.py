@@ -53,6 +53,9 @@ class Workload:
     sample_step: int = 300
     now: int = NOW
     delay: int = DEFAULT_DELAY_SECONDS
+    # Seconds the fake waits before answering each GetMetricData request (network and server
+    # time against AWS; 0 by default: the fake answers at once, so CPU is what is compared).
+    latency: float = 0.0
 
     @property
     def end(self) -> int:
@@ -80,9 +83,10 @@ class Workload:
     def describe(self) -> str:
         days, rest = divmod(self.span, DAY)
         span = f"{days} d" if days and not rest else f"{self.span // 3600} h"
+        waits = f", {self.latency:g} s latency per GetMetricData" if self.latency else ""
         return (
             f"{self.series:,} series x {span} ({self.points_per_series:,} points each, "
-            f"{self.expected_rows:,} rows)"
+            f"{self.expected_rows:,} rows{waits})"
         )
 
     def tap_config(self) -> dict[str, Any]:
@@ -140,6 +144,8 @@ def build_fake(workload: Workload) -> Any:
         dimensions=instance_dimensions,
         unit="Percent",
     )
+    if workload.latency:
+        fake.latency["GetMetricData"] = workload.latency
     return fake
 
 

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or HERE / f"profile-{workload.name}{'-quick' if args.quick else ''}.txt"
 
     version = tap_source_version()
+    fetch_units = os.environ.get("BENCH_FETCH_UNITS", "true") == "true"
     with tempfile.TemporaryDirectory(prefix="cw-profile-") as tmp:
         os.environ.clear()
         os.environ.update(isolated_env(Path(tmp)))
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     **workload.tap_config(),
-                    "fetch_units": os.environ.get("BENCH_FETCH_UNITS", "true") == "true",
+                    "fetch_units": fetch_units,
                 }
             )
         )

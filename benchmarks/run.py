@@ -19,6 +19,7 @@ every number is the median over the N runs. The Markdown table is printed and wr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -411,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
     parser.add_argument("--json", type=Path, help="also write every run's numbers as JSON")
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the fake waits this long before answering each GetMetricData request",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -428,7 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError:
             overrides[key] = value
     sizes = QUICK if args.quick else FULL
-    workloads = {k: w for k, w in sizes.items() if args.workload in (k, "all")}
+    workloads = {
+        k: dataclasses.replace(w, latency=args.latency)
+        for k, w in sizes.items()
+        if args.workload in (k, "all")
+    }
     kinds = [args.only] if args.only else ["tap", "floor"]
 
     version_before = tap_source_version()

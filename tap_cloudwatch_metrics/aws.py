@@ -3,6 +3,9 @@
 * Timestamps parse straight to aware UTC datetimes: botocore's default parses every one into
   local time through dateutil, which was most of the client's CPU on GetMetricData responses.
 * Adaptive retries back off and rate-limit on throttling and 5xx instead of failing a run.
+* GetMetricData's successful JSON answers are decoded by :mod:`responses` (msgspec), not by
+  botocore's per-value model walk; request validation is off, since every request is built by
+  the tap from validated settings.
 * Missing region or credentials are reported as settings problems before any API call.
 """
 
@@ -17,6 +20,7 @@ from botocore.config import Config
 from botocore.utils import parse_timestamp
 
 from tap_cloudwatch_metrics import __version__
+from tap_cloudwatch_metrics.responses import decode_get_metric_data
 from tap_cloudwatch_metrics.settings import Settings, SettingsError
 
 UTC = dt.timezone.utc
@@ -82,5 +86,35 @@ def make_client(session: boto3.Session, endpoint_url: str | None, max_pool: int 
         max_pool_connections=max_pool,
         connect_timeout=10,
         read_timeout=60,
+        parameter_validation=False,
     )
-    return session.client("cloudwatch", endpoint_url=endpoint_url, config=config)
+    client = session.client("cloudwatch", endpoint_url=endpoint_url, config=config)
+    client.meta.events.register(
+        "before-parse.cloudwatch.GetMetricData", _decode_get_metric_data_fast
+    )
+    return client
+
+
+def _decode_get_metric_data_fast(
+    operation_model: Any,
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    **_: Any,
+) -> None:
+    """Decode a successful JSON GetMetricData body here; botocore then parses an empty one.
+
+    botocore merges ``customized_response_dict`` over its own parse (``endpoint.py``), so the
+    result has botocore's shape plus ``ResponseMetadata``; only the body's walk is skipped.
+    """
+    if response_dict.get("status_code") != 200:
+        return
+    if operation_model.service_model.resolved_protocol != "json":
+        return
+    body = response_dict.get("body")
+    if not isinstance(body, bytes):
+        return
+    decoded = decode_get_metric_data(body)
+    if decoded is None:
+        return
+    customized_response_dict.update(decoded)
+    response_dict["body"] = b"{}"

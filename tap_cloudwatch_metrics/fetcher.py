@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tap_cloudwatch_metrics.planner import MAX_DATAPOINTS_PER_PAGE, Call
+from tap_cloudwatch_metrics.responses import normalise_points
 from tap_cloudwatch_metrics.results import QueryResult
 from tap_cloudwatch_metrics.series import Series
 from tap_cloudwatch_metrics.usage import ApiUsage
@@ -45,12 +46,6 @@ def build_queries(call: Call, series: Sequence[Series], period: int) -> list[dic
         }
         for query in call.queries
     ]
-
-
-def _epoch(value: Any) -> int:
-    if isinstance(value, dt.datetime):
-        return int(value.timestamp())
-    return int(value)
 
 
 def fetch_call(
@@ -97,7 +92,22 @@ def fetch_call(
                 raise CloudWatchDataError(msg)
             timestamps = item.get("Timestamps") or []
             values = item.get("Values") or []
-            results[query_id].extend(map(_epoch, timestamps), values)
+            if len(timestamps) != len(values):
+                msg = (
+                    f"GetMetricData answered {len(timestamps)} timestamps and {len(values)} "
+                    f"values for {series[query.position].describe()} ({query.statistic})"
+                )
+                raise CloudWatchDataError(msg)
+            epochs, floats, dropped = normalise_points(timestamps, values)
+            if dropped:
+                logger.warning(
+                    "GetMetricData: %d datapoints of %s (%s) had an unreadable timestamp or "
+                    "value and were skipped",
+                    dropped,
+                    series[query.position].describe(),
+                    query.statistic,
+                )
+            results[query_id].extend(epochs, floats)
         token = response.get("NextToken")
         if not token:
             break

@@ -23,6 +23,13 @@ DEFAULT_STATISTICS = ("Average",)
 DEFAULT_DELAY_SECONDS = 300
 DEFAULT_LOOKBACK = dt.timedelta(minutes=60)
 MAX_DIMENSIONS = 30
+# GetMetricData calls in flight at once. One by default: measured on 10,000 series, fetching
+# ahead cost 3 to 7 MB of peak memory (over the 100 MB bound) and, against a fake with no
+# network latency, time. Against AWS, where a call waits on the network, 2 to 4 overlap that
+# wait with writing rows. CloudWatch allows 50 GetMetricData requests a second per account and
+# region, shared by every client, hence the cap.
+DEFAULT_MAX_WORKERS = 1
+MAX_WORKERS = 16
 SECRET_SETTINGS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
 _STRING_SETTINGS = (
     "aws_access_key_id",
@@ -58,6 +65,7 @@ class Settings:
     delay_seconds: int
     fetch_units: bool
     lookback: int = 0
+    max_workers: int = DEFAULT_MAX_WORKERS
     recently_active: bool | None = None
     start_date_explicit: bool = False
     region: str | None = None
@@ -105,6 +113,7 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         delay_seconds=_delay(config.get("delay_seconds", DEFAULT_DELAY_SECONDS)),
         fetch_units=_boolean(config, "fetch_units", default=True),
         lookback=_lookback(config.get("lookback", 0)),
+        max_workers=_bounded_integer(config, "max_workers", DEFAULT_MAX_WORKERS, 1, MAX_WORKERS),
         recently_active=_optional_boolean(config, "recently_active"),
         start_date_explicit=explicit_start is not None,
         **strings,
@@ -217,6 +226,21 @@ def _optional_boolean(config: Mapping[str, Any], name: str) -> bool | None:
 
 
 MAX_LOOKBACK = 1440
+
+
+def _bounded_integer(
+    config: Mapping[str, Any], name: str, default: int, low: int, high: int
+) -> int:
+    """A whole number in ``[low, high]``; numeric strings are accepted (env-var settings)."""
+    value = config.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not _is_integer(value) or not low <= value <= high:  # type: ignore[operator]
+        raise SettingsError(name, f"{value!r}: must be a whole number from {low} to {high}")
+    assert isinstance(value, int)
+    return value
 
 
 def _lookback(value: object) -> int:

@@ -9,7 +9,6 @@ those calls returned, so 500 queries share one call and memory holds about one c
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from singer_sdk.singerlib import RecordMessage
 
 from tap_cloudwatch_metrics.discovery import discover_series
 from tap_cloudwatch_metrics.fetcher import fetch_call
+from tap_cloudwatch_metrics.pipeline import CallPipeline
 from tap_cloudwatch_metrics.planner import (
     DISCOVERY_HORIZON,
     align_up,
@@ -26,7 +26,7 @@ from tap_cloudwatch_metrics.planner import (
     run_end,
     window_start,
 )
-from tap_cloudwatch_metrics.results import DataPoint, PointBuffer
+from tap_cloudwatch_metrics.results import DataPoint, PointBuffer, QueryResult
 from tap_cloudwatch_metrics.schedule import (
     Floors,
     RunPlan,
@@ -81,6 +81,7 @@ class MetricsStream(Stream):
         self._run: RunPlan | None = None
         self._buffer: PointBuffer | None = None
         self._next_call = 0
+        self._pipeline: CallPipeline[dict[str, QueryResult]] | None = None
         self._advances_state = True
         self._units: UnitLookup | None = None
         self._iso_cache: dict[int, str] = {}
@@ -360,23 +361,41 @@ class MetricsStream(Stream):
     # -- fetching ----------------------------------------------------------------------------
 
     def _points(self, plan: RunPlan, position: int) -> list[DataPoint]:
-        """Run the calls up to the last one carrying ``position``'s queries; hand its points."""
+        """Take the calls up to the last one carrying ``position``'s queries; hand its points."""
         if self._buffer is None:
             starts = {w.position: w.start for w in plan.windows}
             self._buffer = PointBuffer(starts, plan.end, self._cw_tap.settings.statistics)
+        if self._pipeline is None:
+            self._pipeline = self._start_pipeline(plan)
         last = plan.last_call[position]
         while self._next_call <= last:
-            self._run_call(plan, self._next_call)
+            self._take_call(plan, self._pipeline)
             self._next_call += 1
+        if self._next_call >= len(plan.calls):
+            self._pipeline.close()
         return self._buffer.pop(position)
 
-    def _run_call(self, plan: RunPlan, index: int) -> None:
+    def stop_fetching(self) -> None:
+        """Cancel calls fetched ahead and not yet started (the run ended or failed)."""
+        if self._pipeline is not None:
+            self._pipeline.close()
+
+    def _start_pipeline(self, plan: RunPlan) -> CallPipeline[dict[str, QueryResult]]:
         tap = self._cw_tap
         settings = tap.settings
+
+        def fetch(index: int) -> dict[str, QueryResult]:
+            call = plan.calls[index]
+            return fetch_call(tap.client, call, plan.series, settings.period, tap.usage)
+
+        return CallPipeline(fetch, len(plan.calls), settings.max_workers)
+
+    def _take_call(self, plan: RunPlan, pipeline: CallPipeline[dict[str, QueryResult]]) -> None:
+        settings = self._cw_tap.settings
+        fetched = pipeline.take()
+        index, results = fetched.index, fetched.value
         call = plan.calls[index]
-        started = time.monotonic()
-        results = fetch_call(tap.client, call, plan.series, settings.period, tap.usage)
-        self._extracted_at = dt.datetime.now(UTC)
+        self._extracted_at = fetched.extracted_at
         assert self._buffer is not None
         self._buffer.add(call, results)
         complete = sorted({q.position for q in call.queries if plan.last_call[q.position] == index})
@@ -388,7 +407,7 @@ class MetricsStream(Stream):
             len(plan.calls),
             len(call.queries),
             sum(len(r.timestamps) for r in results.values()),
-            time.monotonic() - started,
+            fetched.seconds,
         )
 
     def _fill_units(self, plan: RunPlan, positions: list[int]) -> None:

@@ -19,8 +19,10 @@ from tap_cloudwatch_metrics.redaction import protect
 from tap_cloudwatch_metrics.schedule import steady_state_calls
 from tap_cloudwatch_metrics.settings import (
     DEFAULT_DELAY_SECONDS,
+    DEFAULT_MAX_WORKERS,
     DEFAULT_PERIOD,
     DEFAULT_STATISTICS,
+    MAX_WORKERS,
     SECRET_SETTINGS,
     Settings,
     SettingsError,
@@ -28,6 +30,7 @@ from tap_cloudwatch_metrics.settings import (
 )
 from tap_cloudwatch_metrics.statistics import ALLOWED_DESCRIPTION
 from tap_cloudwatch_metrics.streams import MetricsStream
+from tap_cloudwatch_metrics.units import LOOKUP_THREADS
 from tap_cloudwatch_metrics.usage import ApiUsage
 from tap_cloudwatch_metrics.writer import FastSingerWriter, SnapshotStateWriter
 
@@ -139,6 +142,15 @@ class TapCloudWatchMetrics(Tap):
             "arrives late; re-read rows keep their key, so an upserting target replaces them.",
         ),
         th.Property(
+            "max_workers",
+            th.IntegerType,
+            default=DEFAULT_MAX_WORKERS,
+            description=f"GetMetricData calls in flight at once (1 to {MAX_WORKERS}). Above 1, "
+            "the next calls are fetched while the rows of one are written: 2 to 4 help when "
+            "calls wait on the network. Answers are used in plan order, so rows and state are "
+            "those of a sequential run.",
+        ),
+        th.Property(
             "recently_active",
             th.BooleanType,
             description="List only series published to in the last three hours "
@@ -198,7 +210,11 @@ class TapCloudWatchMetrics(Tap):
     @cached_property
     def client(self) -> Any:
         """The CloudWatch client (created on first use, after the settings are checked)."""
-        return make_client(self._session_and_region[0], self.settings.aws_endpoint_url)
+        return make_client(
+            self._session_and_region[0],
+            self.settings.aws_endpoint_url,
+            max_pool=self.settings.max_workers + LOOKUP_THREADS,
+        )
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -211,6 +227,9 @@ class TapCloudWatchMetrics(Tap):
         try:
             super().sync_all()
         finally:
+            for stream in self.streams.values():
+                if isinstance(stream, MetricsStream):
+                    stream.stop_fetching()
             self.logger.info(self.usage.summary())
 
     def plan_report(self, every: int | None = None) -> PlanReport:

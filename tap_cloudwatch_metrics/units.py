@@ -24,7 +24,7 @@ from tap_cloudwatch_metrics.usage import ApiUsage
 UTC = dt.timezone.utc
 # One-hour aggregates exist for every retention age, so one lookup window fits any datapoint.
 LOOKUP_PERIOD = 3600
-MAX_WORKERS = 8
+LOOKUP_THREADS = 8
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 logger = logging.getLogger("tap-cloudwatch-metrics")
 
@@ -42,7 +42,7 @@ class UnitLookup:
         """Units of the series in ``wanted`` (series -> a timestamp it has data at)."""
         if self.denied or not wanted:
             return {}
-        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(wanted))) as pool:
+        with ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, len(wanted))) as pool:
             answers = list(pool.map(self._one, wanted.keys(), wanted.values()))
         return {series: unit for series, unit in zip(wanted, answers, strict=True) if unit}
 

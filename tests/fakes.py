@@ -356,6 +356,9 @@ class FakeCloudWatch:
         self._cursors: dict[str, _Cursor] = {}
         self._tokens = itertools.count(1)
         self._lock = threading.RLock()
+        # Requests being answered right now, and the most at once (per operation).
+        self._in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
 
     # -- data ----------------------------------------------------------------------------
 
@@ -596,8 +599,20 @@ class FakeCloudWatch:
         if isinstance(body, bytes):
             body = body.decode("utf-8")
         parsed = json.loads(body or "{}")
-        if delay := self.latency.get(operation):
-            time.sleep(delay)
+        with self._lock:
+            self._in_flight[operation] += 1
+            self.max_in_flight[operation] = max(
+                self.max_in_flight[operation], self._in_flight[operation]
+            )
+        try:
+            if delay := self.latency.get(operation):
+                time.sleep(delay)
+            return self._answer(request, operation, parsed)
+        finally:
+            with self._lock:
+                self._in_flight[operation] -= 1
+
+    def _answer(self, request: Any, operation: str, parsed: dict[str, Any]) -> AWSResponse:
         handlers = {
             "ListMetrics": self._list_metrics,
             "GetMetricData": self._get_metric_data,

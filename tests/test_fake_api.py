@@ -394,9 +394,10 @@ def test_throttling_past_the_retries_fails_the_run_and_no_state_is_ahead(
     fake = FakeCloudWatch()
     _six_hundred(fake)
     fake.fail_next("GetMetricData", code="Throttling", status=400, times=None, after=1)
-    failed = run_sync(
-        make_fake_tap(window(NOW - HOUR, fetch_units=False), fake, now=NOW), expect_error=True
-    )
+    # One call at a time, so "the first request succeeds" means the first planned call does
+    # (test_pipeline.py covers a failing call among concurrent ones).
+    config = window(NOW - HOUR, fetch_units=False, max_workers=1)
+    failed = run_sync(make_fake_tap(config, fake, now=NOW), expect_error=True)
 
     assert isinstance(failed.error, botocore.exceptions.ClientError)
     assert failed.error.response["Error"]["Code"] == "Throttling"
