@@ -55,7 +55,20 @@ BAD_SETTINGS = [
     ("cloudwatch_metrics_namespace", ""),
     ("cloudwatch_metrics_namespace", None),
     ("cloudwatch_metrics_namespace", "x" * 256),
+    ("max_workers", 0),
+    ("max_workers", 17),
+    ("max_workers", 2.5),
+    ("max_workers", "four"),
+    ("max_workers", True),
 ]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 1), ("", 1), (1, 1), ("4", 4), (16, 16)])
+def test_max_workers_defaults_to_one_and_takes_numbers_and_numeric_strings(
+    value: Any, expected: int
+) -> None:
+    config = {**BASE_CONFIG, "max_workers": value}
+    assert parse_settings(config, NOW).max_workers == expected
 
 
 @pytest.mark.parametrize(("setting", "value"), BAD_SETTINGS)
