@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import botocore.exceptions
 from botocore.awsrequest import AWSResponse
 
 UTC = dt.timezone.utc
@@ -263,6 +264,16 @@ class Fault:
     times: int | None = 1  # None: until cleared
     after: int = 0  # let this many requests of the operation through first
     sender: str | None = None
+    # A transport failure instead of an answer: "connection_reset", "read_timeout" or
+    # "connect_timeout" (botocore's own exceptions, raised where the HTTP send would fail).
+    transport: str | None = None
+
+
+TRANSPORT_FAULTS: dict[str, type[Exception]] = {
+    "connection_reset": botocore.exceptions.ConnectionClosedError,
+    "read_timeout": botocore.exceptions.ReadTimeoutError,
+    "connect_timeout": botocore.exceptions.ConnectTimeoutError,
+}
 
 
 @dataclass
@@ -469,21 +480,28 @@ class FakeCloudWatch:
         times: int | None = 1,
         after: int = 0,
         type_name: str | None = None,
+        transport: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests of ``operation`` (None: all) with an error.
 
         ``code`` is the error code botocore reports (sent in ``x-amzn-query-error``);
         ``type_name`` the JSON ``__type`` (default: the code); ``after`` lets that many
-        requests of the operation through first.
+        requests of the operation through first. With ``transport`` ("connection_reset",
+        "read_timeout", "connect_timeout") the request fails in transit instead, as botocore
+        reports it (no HTTP answer at all).
         """
+        if transport is not None and transport not in TRANSPORT_FAULTS:
+            msg = f"unknown transport fault {transport!r}; known: {sorted(TRANSPORT_FAULTS)}"
+            raise ValueError(msg)
         self._faults[operation].append(
             Fault(
-                code=code,
-                status=status,
+                code=code if transport is None else transport,
+                status=status if transport is None else 0,
                 message=message or f"{code} (injected by the fake)",
                 type_name=type_name,
                 times=times,
                 after=self._seen[operation] + after,
+                transport=transport,
             )
         )
 
@@ -625,6 +643,9 @@ class FakeCloudWatch:
             recorded = Recorded(operation, parsed)
             self.calls.append(recorded)
             fault = self._take_fault(operation)
+            if fault is not None and fault.transport is not None:
+                recorded.status, recorded.error = 0, fault.transport
+                raise TRANSPORT_FAULTS[fault.transport](endpoint_url=request.url)
             if fault is not None:
                 recorded.status, recorded.error = fault.status, fault.code
                 return _error_response(
