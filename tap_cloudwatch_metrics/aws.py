@@ -12,20 +12,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import boto3
+import botocore
 import botocore.exceptions
 from botocore.config import Config
 from botocore.utils import parse_timestamp
 
 from tap_cloudwatch_metrics import __version__
 from tap_cloudwatch_metrics.responses import decode_get_metric_data
-from tap_cloudwatch_metrics.settings import Settings, SettingsError
+from tap_cloudwatch_metrics.settings import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_REQUEST_TIMEOUT,
+    Settings,
+    SettingsError,
+)
 
 UTC = dt.timezone.utc
-# Attempts per request in all, the first included (botocore's ``total_max_attempts``).
-RETRY_ATTEMPTS = 10
+CONNECT_TIMEOUT = 10
 
 
 def utc_timestamp_parser(value: Any) -> dt.datetime:
@@ -56,14 +62,36 @@ def make_session(settings: Settings) -> boto3.Session:
     return session
 
 
-def check_session(session: boto3.Session) -> str:
-    """Return the region; refuse a session with no region or no credentials, before any call."""
+def known_regions(session: boto3.Session) -> frozenset[str]:
+    """Every region of every partition where this botocore knows a CloudWatch endpoint."""
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("cloudwatch", partition))
+    return frozenset(regions)
+
+
+def check_session(session: boto3.Session, endpoint_url: str | None = None) -> str:
+    """Return the region; refuse a session with no region or no credentials, before any call.
+
+    A region botocore does not know would only fail at the first request, after a minute of
+    retried DNS failures; with no custom endpoint it is refused here instead.
+    """
     region = session.region_name
     if not region:
         raise SettingsError(
             "region",
             "not set: give region (e.g. us-east-1), or set AWS_REGION / AWS_DEFAULT_REGION, "
             "or use an aws_profile that has a region",
+        )
+    custom_endpoint = endpoint_url or any(
+        os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH")
+    )
+    if not custom_endpoint and region not in known_regions(session):
+        raise SettingsError(
+            "region",
+            f"{region!r} is not a region where CloudWatch is available (botocore "
+            f"{botocore.__version__}), e.g. us-east-1 or eu-west-1; a region newer than this "
+            "botocore needs a newer boto3, or aws_endpoint_url",
         )
     try:
         credentials = session.get_credentials()
@@ -78,14 +106,26 @@ def check_session(session: boto3.Session) -> str:
     return region
 
 
-def make_client(session: boto3.Session, endpoint_url: str | None, max_pool: int = 10) -> Any:
-    """A CloudWatch client; without ``endpoint_url`` botocore honours ``AWS_ENDPOINT_URL*``."""
+def make_client(
+    session: boto3.Session,
+    endpoint_url: str | None,
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
+    max_pool: int = 10,
+) -> Any:
+    """A CloudWatch client; without ``endpoint_url`` botocore honours ``AWS_ENDPOINT_URL*``.
+
+    Adaptive retries: throttling (``Throttling``, ``ThrottlingException``, HTTP 429), 5xx,
+    connection resets and timeouts are retried with exponential backoff and full jitter, and
+    throttling also slows the client's own request rate, up to ``max_attempts`` in all.
+    """
     config = Config(
-        retries={"mode": "adaptive", "total_max_attempts": RETRY_ATTEMPTS},
+        retries={"mode": "adaptive", "total_max_attempts": max_attempts},
         user_agent_extra=f"tap-cloudwatch-metrics/{__version__}",
         max_pool_connections=max_pool,
-        connect_timeout=10,
-        read_timeout=60,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=request_timeout,
         parameter_validation=False,
     )
     client = session.client("cloudwatch", endpoint_url=endpoint_url, config=config)

@@ -30,6 +30,13 @@ MAX_DIMENSIONS = 30
 # region, shared by every client, hence the cap.
 DEFAULT_MAX_WORKERS = 1
 MAX_WORKERS = 16
+# Attempts per request, the first included. botocore waits a random time up to 2^n seconds
+# (capped at 20) before retry n: ten attempts ride out about two minutes of throttling.
+DEFAULT_MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 20
+# Seconds to wait for an answer (botocore's read timeout); a 500-query call takes a few.
+DEFAULT_REQUEST_TIMEOUT = 60
+MAX_REQUEST_TIMEOUT = 900
 SECRET_SETTINGS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
 _STRING_SETTINGS = (
     "aws_access_key_id",
@@ -66,6 +73,8 @@ class Settings:
     fetch_units: bool
     lookback: int = 0
     max_workers: int = DEFAULT_MAX_WORKERS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    request_timeout: int = DEFAULT_REQUEST_TIMEOUT
     recently_active: bool | None = None
     start_date_explicit: bool = False
     region: str | None = None
@@ -114,6 +123,12 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         fetch_units=_boolean(config, "fetch_units", default=True),
         lookback=_lookback(config.get("lookback", 0)),
         max_workers=_bounded_integer(config, "max_workers", DEFAULT_MAX_WORKERS, 1, MAX_WORKERS),
+        max_attempts=_bounded_integer(
+            config, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS
+        ),
+        request_timeout=_bounded_integer(
+            config, "request_timeout", DEFAULT_REQUEST_TIMEOUT, 1, MAX_REQUEST_TIMEOUT
+        ),
         recently_active=_optional_boolean(config, "recently_active"),
         start_date_explicit=explicit_start is not None,
         **strings,

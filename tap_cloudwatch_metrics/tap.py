@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sys
 import time
 from functools import cached_property
@@ -15,19 +16,25 @@ from singer_sdk import typing as th
 
 from tap_cloudwatch_metrics.aws import check_session, make_client, make_session
 from tap_cloudwatch_metrics.billing import PlanReport, parse_every
-from tap_cloudwatch_metrics.redaction import protect
+from tap_cloudwatch_metrics.errors import explain
+from tap_cloudwatch_metrics.redaction import protect, redact
 from tap_cloudwatch_metrics.schedule import steady_state_calls
 from tap_cloudwatch_metrics.settings import (
     DEFAULT_DELAY_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_WORKERS,
     DEFAULT_PERIOD,
+    DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_STATISTICS,
+    MAX_ATTEMPTS,
+    MAX_REQUEST_TIMEOUT,
     MAX_WORKERS,
     SECRET_SETTINGS,
     Settings,
     SettingsError,
     parse_settings,
 )
+from tap_cloudwatch_metrics.state_check import StateError, check_state, parse_state_text
 from tap_cloudwatch_metrics.statistics import ALLOWED_DESCRIPTION
 from tap_cloudwatch_metrics.streams import MetricsStream
 from tap_cloudwatch_metrics.units import LOOKUP_THREADS
@@ -151,6 +158,22 @@ class TapCloudWatchMetrics(Tap):
             "those of a sequential run.",
         ),
         th.Property(
+            "max_attempts",
+            th.IntegerType,
+            default=DEFAULT_MAX_ATTEMPTS,
+            description=f"Attempts per request, the first included (1 to {MAX_ATTEMPTS}). "
+            "Throttling, HTTP 429 and 5xx answers, connection resets and timeouts are retried "
+            "with exponential backoff and jitter (botocore's adaptive mode); then the run fails "
+            "with its state at the last rows delivered.",
+        ),
+        th.Property(
+            "request_timeout",
+            th.IntegerType,
+            default=DEFAULT_REQUEST_TIMEOUT,
+            description=f"Seconds to wait for an answer to a request (1 to {MAX_REQUEST_TIMEOUT}) "
+            "before it counts as a failed attempt.",
+        ),
+        th.Property(
             "recently_active",
             th.BooleanType,
             description="List only series published to in the last three hours "
@@ -165,6 +188,9 @@ class TapCloudWatchMetrics(Tap):
             "request per new series); false leaves unit null.",
         ),
     ).to_dict()
+
+    # For the CLI's error messages (how many attempts a failed request had).
+    _max_attempts_in_use = DEFAULT_MAX_ATTEMPTS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.run_started = int(_wall_clock())
@@ -183,6 +209,7 @@ class TapCloudWatchMetrics(Tap):
         )
         if raise_errors:
             self._settings = parse_settings(self._config, self._now())
+            type(self)._max_attempts_in_use = self._settings.max_attempts
         return super()._validate_config(raise_errors=raise_errors)
 
     def _now(self) -> dt.datetime:
@@ -200,7 +227,7 @@ class TapCloudWatchMetrics(Tap):
     @cached_property
     def _session_and_region(self) -> tuple[Any, str]:
         session = make_session(self.settings)
-        return session, check_session(session)
+        return session, check_session(session, self.settings.aws_endpoint_url)
 
     @property
     def region(self) -> str:
@@ -210,10 +237,13 @@ class TapCloudWatchMetrics(Tap):
     @cached_property
     def client(self) -> Any:
         """The CloudWatch client (created on first use, after the settings are checked)."""
+        settings = self.settings
         return make_client(
             self._session_and_region[0],
-            self.settings.aws_endpoint_url,
-            max_pool=self.settings.max_workers + LOOKUP_THREADS,
+            settings.aws_endpoint_url,
+            max_attempts=settings.max_attempts,
+            request_timeout=settings.request_timeout,
+            max_pool=settings.max_workers + LOOKUP_THREADS,
         )
 
     # -- streams -----------------------------------------------------------------------------
@@ -302,24 +332,68 @@ class TapCloudWatchMetrics(Tap):
 
         return plan
 
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Load only what this tap can use of ``state``; say what was left out (state_check)."""
+        checked = check_state(state)
+        for warning in checked.warnings:
+            self.logger.warning("State: %s", warning)
+        super().load_state(checked.state)
+
     @classmethod
     def get_singer_command(cls) -> click.Command:
-        """The SDK's command (and ``plan``), settings errors as one line with exit code 2."""
+        """The SDK's command (and ``plan``), with known failures as one line and no traceback.
+
+        Bad settings and unreadable state files exit with code 2 before any API call; failures
+        during the run (see :mod:`errors`) exit with code 1. The traceback of those is logged
+        at DEBUG level. Anything else is a bug and keeps its traceback.
+        """
         command = super().get_singer_command()
         main = command.main
 
         def main_with_clear_errors(args: Any = None, **kwargs: Any) -> Any:
             argv = list(sys.argv[1:] if args is None else args)
             try:
+                _check_state_argument(argv)
                 if argv[:1] == ["plan"]:
                     return cls.plan_command().main(argv[1:], prog_name=f"{cls.name} plan", **kwargs)
                 return main(argv, **kwargs)
             except SettingsError as exc:
-                click.echo(f"{cls.name}: {exc}", err=True)
+                click.echo(redact(f"{cls.name}: {exc}"), err=True)
                 sys.exit(2)
+            except Exception as exc:
+                message = explain(exc, max_attempts=cls._max_attempts_in_use)
+                if message is None:
+                    raise
+                logging.getLogger(cls.name).debug("Traceback of the failure", exc_info=True)
+                one_line = " ".join(message.split())
+                click.echo(redact(f"{cls.name}: error: {one_line}"), err=True)
+                sys.exit(1)
 
         command.main = main_with_clear_errors  # type: ignore[method-assign]
         return command
+
+
+def _check_state_argument(argv: list[str]) -> None:
+    """Refuse an unreadable ``--state`` file in one line, before the SDK reads it."""
+    path = None
+    for index, arg in enumerate(argv):
+        if arg == "--state" and index + 1 < len(argv):
+            path = argv[index + 1]
+        elif arg.startswith("--state="):
+            path = arg.split("=", 1)[1]
+    if path is None:
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            parse_state_text(file.read())
+    except OSError as exc:
+        raise SettingsError("--state", f"{path!r} cannot be read: {exc.strerror}") from None
+    except (StateError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            "--state",
+            f"{path!r} is {exc}; refusing to start rather than re-read everything from "
+            "start_date. Fix it, or pass a file holding {} to start afresh",
+        ) from None
 
 
 if __name__ == "__main__":

@@ -264,8 +264,8 @@ class Fault:
     times: int | None = 1  # None: until cleared
     after: int = 0  # let this many requests of the operation through first
     sender: str | None = None
-    # A transport failure instead of an answer: "connection_reset", "read_timeout" or
-    # "connect_timeout" (botocore's own exceptions, raised where the HTTP send would fail).
+    # A transport failure instead of an answer: a key of TRANSPORT_FAULTS (botocore's own
+    # exceptions, raised where the HTTP send would fail).
     transport: str | None = None
 
 
@@ -273,6 +273,7 @@ TRANSPORT_FAULTS: dict[str, type[Exception]] = {
     "connection_reset": botocore.exceptions.ConnectionClosedError,
     "read_timeout": botocore.exceptions.ReadTimeoutError,
     "connect_timeout": botocore.exceptions.ConnectTimeoutError,
+    "endpoint_unreachable": botocore.exceptions.EndpointConnectionError,
 }
 
 
@@ -1050,7 +1051,6 @@ def make_fake_tap(
     parser, user agent), with the fake registered on it; ``now`` fixes the tap's run start.
     A config value of None removes that key; ``state`` is deep-copied.
     """
-    from tap_cloudwatch_metrics import aws  # noqa: PLC0415
     from tap_cloudwatch_metrics.tap import TapCloudWatchMetrics  # noqa: PLC0415
 
     config = {**FAKE_CONFIG, **(config_overrides or {})}
@@ -1062,8 +1062,7 @@ def make_fake_tap(
         tap = (tap_class or TapCloudWatchMetrics)(
             config=config, state=state, parse_env_config=False
         )
-    session, _region = tap._session_and_region
-    client = aws.make_client(session, tap.settings.aws_endpoint_url)
+    client = type(tap).client.func(tap)  # the tap's own client, not yet cached
     fake.attach(client)
     tap.__dict__["client"] = client  # the tap's cached_property, filled before first use
     return tap
@@ -1096,15 +1095,15 @@ def no_network(monkeypatch: Any) -> None:
 def fast_retries(monkeypatch: Any, attempts: int | None = None) -> None:
     """No real waiting in botocore's retries and adaptive rate limiter (logic unchanged).
 
-    ``attempts`` sets ``tap_cloudwatch_metrics.aws.RETRY_ATTEMPTS`` (read when the client is
-    made, so call this before :func:`make_fake_tap`).
+    ``attempts`` sets the default of the ``max_attempts`` setting (read when the settings are
+    parsed, so call this before :func:`make_fake_tap`).
     """
     from botocore.retries import bucket, standard  # noqa: PLC0415
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0)
     monkeypatch.setattr(bucket.TokenBucket, "_sleep_amount", lambda self, amount: 0)
     if attempts is not None:
-        monkeypatch.setattr("tap_cloudwatch_metrics.aws.RETRY_ATTEMPTS", attempts)
+        monkeypatch.setattr("tap_cloudwatch_metrics.settings.DEFAULT_MAX_ATTEMPTS", attempts)
 
 
 # -- running a sync and reading its messages --------------------------------------------------

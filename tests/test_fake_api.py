@@ -401,7 +401,7 @@ def test_throttling_past_the_retries_fails_the_run_and_no_state_is_ahead(
 
     assert isinstance(failed.error, botocore.exceptions.ClientError)
     assert failed.error.response["Error"]["Code"] == "Throttling"
-    # One answered call, then the second batch: RETRY_ATTEMPTS = 3 attempts in all.
+    # One answered call, then the second batch: max_attempts = 3 attempts in all.
     statuses = [c.status for c in fake.calls if c.operation == "GetMetricData"]
     assert statuses == [200, 400, 400, 400]
     assert len(failed.records) == 500 * 12

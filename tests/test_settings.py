@@ -60,6 +60,12 @@ BAD_SETTINGS = [
     ("max_workers", 2.5),
     ("max_workers", "four"),
     ("max_workers", True),
+    ("max_attempts", 0),
+    ("max_attempts", 21),
+    ("max_attempts", "many"),
+    ("request_timeout", 0),
+    ("request_timeout", 901),
+    ("request_timeout", -5),
 ]
 
 
