@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
@@ -26,6 +27,7 @@ from tap_cloudwatch_metrics.planner import (
     run_end,
     window_start,
 )
+from tap_cloudwatch_metrics.progress import ProgressMeter
 from tap_cloudwatch_metrics.results import DataPoint, PointBuffer, QueryResult
 from tap_cloudwatch_metrics.schedule import (
     Floors,
@@ -82,6 +84,8 @@ class MetricsStream(Stream):
         self._buffer: PointBuffer | None = None
         self._next_call = 0
         self._pipeline: CallPipeline[dict[str, QueryResult]] | None = None
+        self._progress: ProgressMeter | None = None
+        self._datapoints = 0
         self._advances_state = True
         self._units: UnitLookup | None = None
         self._iso_cache: dict[int, str] = {}
@@ -401,14 +405,21 @@ class MetricsStream(Stream):
         complete = sorted({q.position for q in call.queries if plan.last_call[q.position] == index})
         if settings.fetch_units and self.mask[("properties", "unit")]:
             self._fill_units(plan, complete)
-        self.logger.info(
+        datapoints = sum(len(r.timestamps) for r in results.values())
+        self._datapoints += datapoints
+        self.logger.debug(
             "GetMetricData call %d/%d: %d queries, %d datapoints in %.2fs",
             index + 1,
             len(plan.calls),
             len(call.queries),
-            sum(len(r.timestamps) for r in results.values()),
+            datapoints,
             fetched.seconds,
         )
+        if self._progress is None:
+            self._progress = ProgressMeter(len(plan.calls), monotonic())
+        line = self._progress.update(monotonic(), index + 1, self._datapoints)
+        if line:
+            self.logger.info(line)
 
     def _fill_units(self, plan: RunPlan, positions: list[int]) -> None:
         """Look up the unit of each complete series that has data and no known unit."""

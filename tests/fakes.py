@@ -52,6 +52,7 @@ LIST_PAGE_SIZE = 500
 MAX_STATISTICS_POINTS = 1440
 QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
 PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+TRIMMED_MEAN = re.compile(r"^TM\((\d+(?:\.\d+)?)%:(\d+(?:\.\d+)?)%\)$")
 HIGH_RESOLUTION_PERIODS = frozenset({1, 5, 10, 20, 30})
 BASIC_STATISTICS = ("Average", "Sum", "SampleCount", "Maximum", "Minimum")
 TWO_WEEKS = 14 * 86400
@@ -127,12 +128,30 @@ def compute_statistic(statistic: str, values: Sequence[float]) -> float:
         ordered = sorted(values)
         rank = max(1, math.ceil(float(match.group(1)) / 100 * len(ordered)))
         return float(ordered[rank - 1])
+    bounds = _trimmed_bounds(statistic)
+    if bounds is not None:
+        ordered = sorted(values)
+        low = math.floor(bounds[0] / 100 * len(ordered))
+        high = max(low + 1, math.ceil(bounds[1] / 100 * len(ordered)))
+        kept = ordered[low:high]
+        return sum(kept) / len(kept)
     msg = f"the fake does not compute statistic {statistic!r}"
     raise FakeCloudWatchError(msg)
 
 
+def _trimmed_bounds(statistic: str) -> tuple[float, float] | None:
+    """Percent bounds of a trimmed mean ``TM(a%:b%)``; ``IQM`` is ``TM(25%:75%)``."""
+    if statistic == "IQM":
+        return (25.0, 75.0)
+    match = TRIMMED_MEAN.match(statistic)
+    if not match:
+        return None
+    low, high = float(match.group(1)), float(match.group(2))
+    return (low, high) if 0 <= low < high <= 100 else None
+
+
 def statistic_supported(statistic: str) -> bool:
-    if statistic in BASIC_STATISTICS:
+    if statistic in BASIC_STATISTICS or _trimmed_bounds(statistic) is not None:
         return True
     match = PERCENTILE.match(statistic)
     return bool(match) and float(match.group(1)) <= 100
