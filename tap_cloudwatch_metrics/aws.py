@@ -17,7 +17,9 @@ from typing import Any
 
 import boto3
 import botocore
+import botocore.credentials
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp
 
@@ -26,6 +28,7 @@ from tap_cloudwatch_metrics.responses import decode_get_metric_data
 from tap_cloudwatch_metrics.settings import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SESSION_NAME,
     Settings,
     SettingsError,
 )
@@ -56,10 +59,54 @@ def make_session(settings: Settings) -> boto3.Session:
             "aws_profile",
             f"profile {settings.aws_profile!r} is not in the AWS config or credentials files",
         ) from None
+    if settings.aws_assume_role_arn:
+        session = _assume_role(session, settings)
     session._session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=utc_timestamp_parser
     )
     return session
+
+
+def _assume_role(source: boto3.Session, settings: Settings) -> boto3.Session:
+    """A session whose credentials come from STS AssumeRole and renew themselves.
+
+    botocore's refreshable credentials call AssumeRole again when less than 15 minutes of the
+    current ones are left (10 minutes: before any further request), so a backfill that runs
+    for hours never signs with expired credentials. The source credentials are whatever the
+    settings give (keys, profile or the default chain).
+    """
+    source_credentials = source.get_credentials()
+    if source_credentials is None:
+        raise SettingsError(
+            "aws_assume_role_arn",
+            "no source credentials to assume the role with: set aws_access_key_id and "
+            "aws_secret_access_key, aws_profile, or configure the default AWS credential chain",
+        )
+    region = source.region_name
+
+    def sts_client(service_name: str, **kwargs: Any) -> Any:
+        return source._session.create_client(service_name, region_name=region, **kwargs)
+
+    extra: dict[str, Any] = {
+        "RoleSessionName": settings.aws_assume_role_session_name or DEFAULT_SESSION_NAME,
+        "DurationSeconds": settings.aws_assume_role_duration_seconds,
+    }
+    if settings.aws_assume_role_external_id:
+        extra["ExternalId"] = settings.aws_assume_role_external_id
+    fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+        client_creator=sts_client,
+        source_credentials=source_credentials,
+        role_arn=settings.aws_assume_role_arn,
+        extra_args=extra,
+    )
+    credentials = botocore.credentials.DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method="assume-role"
+    )
+    core = botocore.session.Session()
+    if region:
+        core.set_config_variable("region", region)
+    core._credentials = credentials
+    return boto3.Session(botocore_session=core)
 
 
 def known_regions(session: boto3.Session) -> frozenset[str]:

@@ -37,7 +37,21 @@ MAX_ATTEMPTS = 20
 # Seconds to wait for an answer (botocore's read timeout); a 500-query call takes a few.
 DEFAULT_REQUEST_TIMEOUT = 60
 MAX_REQUEST_TIMEOUT = 900
-SECRET_SETTINGS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+SECRET_SETTINGS = frozenset(
+    {
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_assume_role_external_id",
+    }
+)
+# AssumeRole: a role ARN, and what STS allows for the session.
+_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+DEFAULT_SESSION_NAME = "tap-cloudwatch-metrics"
+DEFAULT_ROLE_DURATION = 3600
+MIN_ROLE_DURATION = 900
+MAX_ROLE_DURATION = 43200
 _STRING_SETTINGS = (
     "aws_access_key_id",
     "aws_secret_access_key",
@@ -45,6 +59,9 @@ _STRING_SETTINGS = (
     "aws_profile",
     "aws_endpoint_url",
     "region",
+    "aws_assume_role_arn",
+    "aws_assume_role_external_id",
+    "aws_assume_role_session_name",
 )
 
 
@@ -83,6 +100,10 @@ class Settings:
     aws_session_token: str | None = field(default=None, repr=False)
     aws_profile: str | None = None
     aws_endpoint_url: str | None = None
+    aws_assume_role_arn: str | None = None
+    aws_assume_role_external_id: str | None = field(default=None, repr=False)
+    aws_assume_role_session_name: str | None = None
+    aws_assume_role_duration_seconds: int = DEFAULT_ROLE_DURATION
 
 
 def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
@@ -106,6 +127,8 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise SettingsError("aws_endpoint_url", f"{endpoint!r} must start with http:// or https://")
 
+    _check_role(strings)
+
     explicit_start = _parse_date(config, "start_date")
     start_date = explicit_start or now - DEFAULT_LOOKBACK
     end_date = _parse_date(config, "end_date")
@@ -123,6 +146,13 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         fetch_units=_boolean(config, "fetch_units", default=True),
         lookback=_lookback(config.get("lookback", 0)),
         max_workers=_bounded_integer(config, "max_workers", DEFAULT_MAX_WORKERS, 1, MAX_WORKERS),
+        aws_assume_role_duration_seconds=_bounded_integer(
+            config,
+            "aws_assume_role_duration_seconds",
+            DEFAULT_ROLE_DURATION,
+            MIN_ROLE_DURATION,
+            MAX_ROLE_DURATION,
+        ),
         max_attempts=_bounded_integer(
             config, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, MAX_ATTEMPTS
         ),
@@ -133,6 +163,24 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         start_date_explicit=explicit_start is not None,
         **strings,
     )
+
+
+def _check_role(strings: Mapping[str, str | None]) -> None:
+    arn = strings["aws_assume_role_arn"]
+    if arn and not _ROLE_ARN.match(arn):
+        raise SettingsError(
+            "aws_assume_role_arn",
+            f"{arn!r} is not an IAM role ARN such as arn:aws:iam::123456789012:role/Reader",
+        )
+    for name in ("aws_assume_role_external_id", "aws_assume_role_session_name"):
+        if strings[name] and not arn:
+            raise SettingsError(name, "needs aws_assume_role_arn as well")
+    session_name = strings["aws_assume_role_session_name"]
+    if session_name and not _SESSION_NAME.match(session_name):
+        raise SettingsError(
+            "aws_assume_role_session_name",
+            f"{session_name!r}: 2 to 64 letters, digits or the characters + = , . @ _ -",
+        )
 
 
 def _optional_string(config: Mapping[str, Any], name: str) -> str | None:

@@ -25,6 +25,7 @@ from tap_cloudwatch_metrics.settings import (
     DEFAULT_MAX_WORKERS,
     DEFAULT_PERIOD,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_ROLE_DURATION,
     DEFAULT_STATISTICS,
     MAX_ATTEMPTS,
     MAX_REQUEST_TIMEOUT,
@@ -84,6 +85,31 @@ class TapCloudWatchMetrics(Tap):
             "aws_profile",
             th.StringType,
             description="Named profile from the AWS config/credentials files.",
+        ),
+        th.Property(
+            "aws_assume_role_arn",
+            th.StringType,
+            description="IAM role to assume with STS before reading CloudWatch, e.g. "
+            "arn:aws:iam::123456789012:role/CloudWatchReader. The keys, profile or default "
+            "chain are the source credentials; the role's are renewed before they expire.",
+        ),
+        th.Property(
+            "aws_assume_role_external_id",
+            th.StringType,
+            secret=True,
+            description="External id the role's trust policy requires, if any.",
+        ),
+        th.Property(
+            "aws_assume_role_session_name",
+            th.StringType,
+            description="Role session name (shows in CloudTrail). Default: tap-cloudwatch-metrics.",
+        ),
+        th.Property(
+            "aws_assume_role_duration_seconds",
+            th.IntegerType,
+            default=DEFAULT_ROLE_DURATION,
+            description="Lifetime of each set of role credentials, 900 to 43200 seconds "
+            "(the role's maximum session duration applies).",
         ),
         th.Property(
             "aws_endpoint_url",

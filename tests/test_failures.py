@@ -102,6 +102,9 @@ def run_cli(
     capfd.readouterr()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # Earlier in-process CLI runs (other test modules) may have left handlers on streams
+    # that are closed by now; the run gets only its own.
+    root.handlers[:] = []
     try:
         with wall_clock(NOW), pytest.raises(SystemExit) as exited:
             TapCloudWatchMetrics.cli(args=args)
