@@ -6,7 +6,8 @@
 2. seeds namespace ``AWS/EC2`` with the last 3 hours of 1-minute data for three instances,
 3. runs ``meltano run tap-cloudwatch-metrics target-jsonl`` against it, the tap configured only
    through ``TAP_CLOUDWATCH_METRICS_*`` variables (meltano.yml stays a template for real use),
-4. stops the server and says how many rows were written, and where.
+4. stops the server and says how many rows were written, the series and time span, and where,
+5. draws every series read back from the output file into ``output/demo/metrics.png``.
 
 The demo keeps its own Meltano state (state id suffix ``demo``) and output folder
 (``output/demo``), so it never resumes from, or writes into, a real run's state or files. A second
@@ -36,6 +37,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_chart import read_rows, render_chart
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "AWS/EC2"
 REGION = "us-east-1"
@@ -56,6 +60,7 @@ MAX_METRIC_DATA_PER_CALL = 1000
 STATE_ID_SUFFIX = "demo"
 OUTPUT_DIR = PROJECT_ROOT / "output" / "demo"
 TIMESTAMP_FIELDS = ("timestamp", "period_start", "time", "ts")
+CHART_NAME = "metrics.png"
 
 
 # ---------------------------------------------------------------- server and sample data
@@ -362,6 +367,11 @@ def run_meltano(meltano: str, endpoint_url: str, now: dt.datetime, output_dir: P
     totals = _line_counts(output_dir)
     finished = dt.datetime.now(dt.timezone.utc)
     print(summarize(_new_rows(output_dir, before), totals, output_dir, finished))
+    chart = render_chart(read_rows(output_dir), output_dir / CHART_NAME)
+    if chart is not None:
+        print(
+            f"Chart:        {_relative(chart)} (every row of {_relative(output_dir)}, per series)"
+        )
     return 0
 
 

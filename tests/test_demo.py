@@ -88,3 +88,36 @@ def test_standard_endpoint_variable_is_honoured(endpoint, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     records = [m["record"] for m in parse_messages(result.stdout) if m["type"] == "RECORD"]
     assert len({r["series_id"] for r in records}) == demo.series_count()
+
+
+def test_the_demo_summary_and_chart_come_from_what_was_written(endpoint, tmp_path) -> None:
+    """What `make demo` prints after its run: rows, series, span and files; then a PNG with a
+    line per series and statistic, read back from the output file (a row written twice would
+    be drawn once, a missing one leaves a gap)."""
+    url, now = endpoint
+    result = run_cli(demo.tap_environment(url, demo.demo_start(now)), "--config", "ENV")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [m["record"] for m in parse_messages(result.stdout) if m["type"] == "RECORD"]
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    rows = demo.read_rows(output)
+    summary = demo.summarize({output / "metrics.jsonl": rows}, {}, output, now)
+    assert f"Rows written: {len(records)} ({demo.series_count()} series x Average, Maximum)" in (
+        summary
+    )
+    assert "Time span:" in summary
+    assert "metrics.jsonl" in summary
+
+    lines = demo_chart.group_lines(rows + rows[:10])  # repeats are drawn once
+    assert sum(len(panel) for panel in lines.values()) == demo.series_count() * 2
+    assert sum(len(points) for panel in lines.values() for points in panel.values()) == len(rows)
+    chart = demo.render_chart(rows, tmp_path / "chart.png")
+    assert chart is not None
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 20_000  # drawn lines, not an empty canvas
+    assert demo.render_chart([], tmp_path / "none.png") is None
+
+
+demo_chart = sys.modules["demo_chart"]
