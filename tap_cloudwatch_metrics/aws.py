@@ -52,7 +52,7 @@ def make_session(settings: Settings) -> boto3.Session:
             aws_secret_access_key=settings.aws_secret_access_key,
             aws_session_token=settings.aws_session_token,
             profile_name=settings.aws_profile,
-            region_name=settings.region,
+            region_name=settings.region or (settings.regions[0] if settings.regions else None),
         )
     except botocore.exceptions.ProfileNotFound:
         raise SettingsError(
@@ -130,16 +130,7 @@ def check_session(session: boto3.Session, endpoint_url: str | None = None) -> st
             "not set: give region (e.g. us-east-1), or set AWS_REGION / AWS_DEFAULT_REGION, "
             "or use an aws_profile that has a region",
         )
-    custom_endpoint = endpoint_url or any(
-        os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH")
-    )
-    if not custom_endpoint and region not in known_regions(session):
-        raise SettingsError(
-            "region",
-            f"{region!r} is not a region where CloudWatch is available (botocore "
-            f"{botocore.__version__}), e.g. us-east-1 or eu-west-1; a region newer than this "
-            "botocore needs a newer boto3, or aws_endpoint_url",
-        )
+    check_region(session, region, endpoint_url, setting="region")
     try:
         credentials = session.get_credentials()
     except botocore.exceptions.BotoCoreError as exc:
@@ -153,10 +144,27 @@ def check_session(session: boto3.Session, endpoint_url: str | None = None) -> st
     return region
 
 
+def check_region(
+    session: boto3.Session, region: str, endpoint_url: str | None, setting: str = "regions"
+) -> None:
+    """Refuse a region botocore knows no CloudWatch endpoint for (unless one is given)."""
+    custom_endpoint = endpoint_url or any(
+        os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH")
+    )
+    if not custom_endpoint and region not in known_regions(session):
+        raise SettingsError(
+            setting,
+            f"{region!r} is not a region where CloudWatch is available (botocore "
+            f"{botocore.__version__}), e.g. us-east-1 or eu-west-1; a region newer than this "
+            "botocore needs a newer boto3, or aws_endpoint_url",
+        )
+
+
 def make_client(
     session: boto3.Session,
     endpoint_url: str | None,
     *,
+    region: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     request_timeout: int = DEFAULT_REQUEST_TIMEOUT,
     max_pool: int = 10,
@@ -175,7 +183,9 @@ def make_client(
         read_timeout=request_timeout,
         parameter_validation=False,
     )
-    client = session.client("cloudwatch", endpoint_url=endpoint_url, config=config)
+    client = session.client(
+        "cloudwatch", region_name=region, endpoint_url=endpoint_url, config=config
+    )
     client.meta.events.register(
         "before-parse.cloudwatch.GetMetricData", _decode_get_metric_data_fast
     )

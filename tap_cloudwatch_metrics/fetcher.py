@@ -29,23 +29,27 @@ class CloudWatchDataError(RuntimeError):
 
 
 def build_queries(call: Call, series: Sequence[Series], period: int) -> list[dict[str, Any]]:
-    """The ``MetricDataQueries`` of a call."""
-    return [
-        {
+    """The ``MetricDataQueries`` of a call (``AccountId`` for a linked account's series)."""
+    queries = []
+    for query in call.queries:
+        item = series[query.position]
+        built: dict[str, Any] = {
             "Id": query.query_id,
             "MetricStat": {
                 "Metric": {
-                    "Namespace": series[query.position].namespace,
-                    "MetricName": series[query.position].metric_name,
-                    "Dimensions": series[query.position].api_dimensions,
+                    "Namespace": item.namespace,
+                    "MetricName": item.metric_name,
+                    "Dimensions": item.api_dimensions,
                 },
                 "Period": period,
                 "Stat": query.statistic,
             },
             "ReturnData": True,
         }
-        for query in call.queries
-    ]
+        if item.account_id:
+            built["AccountId"] = item.account_id
+        queries.append(built)
+    return queries
 
 
 def fetch_call(

@@ -69,6 +69,8 @@ class Call:
     start: int
     end: int
     queries: tuple[Query, ...]
+    # Which client sends it (the region); a call never mixes regions.
+    group: str = ""
 
     def points_per_query(self, period: int) -> int:
         """Datapoints a query can return at most in this call's window."""

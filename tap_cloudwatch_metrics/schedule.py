@@ -7,7 +7,7 @@ from the same code, without I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tap_cloudwatch_metrics.planner import (
     Call,
@@ -106,7 +106,10 @@ def plan_run(
     statistics: Sequence[str],
     lookback: int = 0,
 ) -> RunPlan:
-    """Windows for every series, ordered by start (longest first), and the fewest calls."""
+    """Windows for every series (by region, then start: longest first) and the fewest calls.
+
+    Calls are planned region by region: a GetMetricData call reads one region.
+    """
     starts: list[tuple[int, str, Series, int | None]] = []
     clamped = 0
     for item in series:
@@ -115,17 +118,25 @@ def plan_run(
         start, cut = window_start(bookmark, lowest, period, now, lookback)
         clamped += cut and start < end
         starts.append((start, item.series_id, item, bookmark))
-    starts.sort(key=lambda entry: (entry[0], entry[1]))
+    starts.sort(key=lambda entry: (entry[2].region, entry[0], entry[1]))
     windows = [
         SeriesWindow(position, start)
         for position, (start, *_rest) in enumerate(starts)
         if start < end
     ]
+    by_region: dict[str, list[SeriesWindow]] = {}
+    for window in windows:
+        by_region.setdefault(starts[window.position][2].region, []).append(window)
+    calls = [
+        replace(call, group=region)
+        for region, group in by_region.items()
+        for call in plan_calls(group, end, period, statistics)
+    ]
     return RunPlan(
         series=[entry[2] for entry in starts],
         windows=windows,
         bookmarks={position: entry[3] for position, entry in enumerate(starts)},
-        calls=plan_calls(windows, end, period, statistics),
+        calls=calls,
         end=end,
         clamped=clamped,
     )

@@ -13,9 +13,15 @@ METRICS_SCHEMA: dict[str, Any] = {
     "properties": {
         "series_id": {
             "type": "string",
-            "description": "Stable hash of region, namespace, metric name and dimensions.",
+            "description": "Stable hash of region, namespace, metric name, dimensions and (with "
+            "include_linked_accounts) the owning account: region and account are in the key.",
         },
         "region": {"type": "string", "description": "AWS region of the metric."},
+        "account_id": {
+            "type": ["string", "null"],
+            "description": "AWS account that owns the metric, with include_linked_accounts "
+            "(CloudWatch cross-account observability); null otherwise.",
+        },
         "namespace": {"type": "string", "description": "CloudWatch namespace."},
         "metric_name": {"type": "string", "description": "Name of the metric."},
         "dimensions": {

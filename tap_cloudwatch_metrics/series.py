@@ -23,6 +23,8 @@ class Series:
     namespace: str
     metric_name: str
     dimensions: tuple[tuple[str, str], ...] = field(default=())
+    # The owning account, known when ListMetrics was asked for linked accounts; else "".
+    account_id: str = ""
     series_id: str = field(init=False, compare=False, repr=False)
     dimensions_key: str = field(init=False, compare=False, repr=False)
 
@@ -38,20 +40,26 @@ class Series:
         )
         # A hash keeps STATE small and the warehouse key short (a B-tree key over 30 long
         # dimension values would exceed PostgreSQL's index row limit).
-        canonical = json.dumps(
-            [self.region, self.namespace, self.metric_name, [list(d) for d in self.dimensions]],
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        # The account joins the identity only when known, so series read without linked
+        # accounts keep the ids (and bookmarks) they always had.
+        identity: list = [
+            self.region,
+            self.namespace,
+            self.metric_name,
+            [list(d) for d in self.dimensions],
+        ]
+        if self.account_id:
+            identity.append(self.account_id)
+        canonical = json.dumps(identity, separators=(",", ":"), ensure_ascii=False)
         object.__setattr__(
             self, "series_id", hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
         )
 
     @classmethod
-    def from_api(cls, region: str, metric: dict) -> Series:
+    def from_api(cls, region: str, metric: dict, account_id: str = "") -> Series:
         """Build a series from a ListMetrics ``Metrics`` entry (dimension order normalised)."""
         dims = tuple(sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions") or ()))
-        return cls(region, metric["Namespace"], metric["MetricName"], dims)
+        return cls(region, metric["Namespace"], metric["MetricName"], dims, account_id)
 
     @property
     def dimensions_map(self) -> dict[str, str]:
@@ -66,4 +74,5 @@ class Series:
     def describe(self) -> str:
         """Human-readable name for logs and errors."""
         dims = ", ".join(f"{n}={v}" for n, v in self.dimensions)
-        return f"{self.namespace} {self.metric_name}" + (f" [{dims}]" if dims else "")
+        where = f" (account {self.account_id})" if self.account_id else ""
+        return f"{self.namespace} {self.metric_name}" + (f" [{dims}]" if dims else "") + where

@@ -80,7 +80,7 @@ class SettingsError(ValueError):
 class Settings:
     """The validated, typed view of the tap's config."""
 
-    namespace: str
+    namespaces: tuple[str, ...]
     period: int
     statistics: tuple[str, ...]
     dimensions: Mapping[str, str] | None
@@ -104,6 +104,13 @@ class Settings:
     aws_assume_role_external_id: str | None = field(default=None, repr=False)
     aws_assume_role_session_name: str | None = None
     aws_assume_role_duration_seconds: int = DEFAULT_ROLE_DURATION
+    regions: tuple[str, ...] = ()
+    include_linked_accounts: bool = False
+
+    @property
+    def namespace(self) -> str:
+        """The first namespace (the spec's single ``cloudwatch_metrics_namespace``)."""
+        return self.namespaces[0]
 
 
 def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
@@ -136,7 +143,7 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         raise SettingsError("end_date", "must be later than start_date")
 
     return Settings(
-        namespace=_namespace(config),
+        namespaces=_namespaces(config),
         period=_period(config.get("period", DEFAULT_PERIOD)),
         statistics=_statistics(config.get("statistics", list(DEFAULT_STATISTICS))),
         dimensions=_dimensions(config.get("dimensions")),
@@ -144,6 +151,8 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
         end_date=end_date,
         delay_seconds=_delay(config.get("delay_seconds", DEFAULT_DELAY_SECONDS)),
         fetch_units=_boolean(config, "fetch_units", default=True),
+        regions=_regions(config.get("regions"), region),
+        include_linked_accounts=_boolean(config, "include_linked_accounts", default=False),
         lookback=_lookback(config.get("lookback", 0)),
         max_workers=_bounded_integer(config, "max_workers", DEFAULT_MAX_WORKERS, 1, MAX_WORKERS),
         aws_assume_role_duration_seconds=_bounded_integer(
@@ -193,16 +202,46 @@ def _optional_string(config: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _namespace(config: Mapping[str, Any]) -> str:
-    value = config.get("cloudwatch_metrics_namespace")
-    if not isinstance(value, str) or not value.strip():
+MAX_NAMESPACE_LENGTH = 255
+
+
+def _namespaces(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """``cloudwatch_metrics_namespace`` and ``namespaces`` together, in order, once each."""
+    found: list[str] = []
+    single = config.get("cloudwatch_metrics_namespace")
+    if single is not None and single != "":
+        found.append(_one_namespace("cloudwatch_metrics_namespace", single))
+    many = config.get("namespaces")
+    if many is not None and many != []:
+        if not isinstance(many, list | tuple):
+            raise SettingsError("namespaces", f"{many!r}: must be a list of namespaces")
+        found.extend(_one_namespace("namespaces", value) for value in many)
+    if not found:
         raise SettingsError(
             "cloudwatch_metrics_namespace",
-            "required: the CloudWatch namespace to read, e.g. AWS/EC2 or MyApp",
+            "required (or namespaces): the CloudWatch namespace to read, e.g. AWS/EC2 or MyApp",
         )
-    if len(value) > 255:
-        raise SettingsError("cloudwatch_metrics_namespace", "at most 255 characters")
+    return tuple(dict.fromkeys(found))
+
+
+def _one_namespace(setting: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(setting, f"{value!r}: a namespace is a non-empty string, e.g. AWS/EC2")
+    if len(value) > MAX_NAMESPACE_LENGTH:
+        raise SettingsError(setting, f"at most {MAX_NAMESPACE_LENGTH} characters")
     return value
+
+
+def _regions(value: object, region: str | None) -> tuple[str, ...]:
+    """``region`` and ``regions`` together, in order, once each; () for the session's own."""
+    if value is None or value == []:
+        return (region,) if region else ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SettingsError("regions", f"{value!r}: must be a list of AWS region names")
+    for item in value:
+        if not _REGION.match(item):
+            raise SettingsError("regions", f"{item!r} is not an AWS region name such as us-east-1")
+    return tuple(dict.fromkeys([*([region] if region else []), *value]))
 
 
 def _is_integer(value: object) -> bool:

@@ -162,6 +162,7 @@ class MetricsStream(Stream):
         base = {
             "series_id": series.series_id,
             "region": series.region,
+            "account_id": series.account_id or None,
             "namespace": series.namespace,
             "metric_name": series.metric_name,
             "dimensions_key": series.dimensions_key,
@@ -281,14 +282,20 @@ class MetricsStream(Stream):
         ]
         recently = use_recently_active(settings.recently_active, resumes, floor.new, now)
         self.recently_active_used = recently
-        series = discover_series(
-            tap.client,
-            tap.region,
-            settings.namespace,
-            settings.dimensions,
-            tap.usage,
-            recently_active=recently,
-        )
+        series = [
+            found
+            for region in tap.regions
+            for namespace in settings.namespaces
+            for found in discover_series(
+                tap.client_for(region),
+                region,
+                namespace,
+                settings.dimensions,
+                tap.usage,
+                recently_active=recently,
+                linked_accounts=settings.include_linked_accounts,
+            )
+        ]
         if not recently:
             self._prune_state(series, now)
         plan = plan_run(
@@ -332,11 +339,13 @@ class MetricsStream(Stream):
     def _log_plan(self, plan: RunPlan, recently: bool) -> None:
         settings = self._cw_tap.settings
         if not plan.series:
+            names = settings.namespaces
             self.logger.warning(
-                "No metrics found in namespace %r in %s%s: ListMetrics shows only series with "
-                "data in the last %s. Nothing to sync.",
-                settings.namespace,
-                self._cw_tap.region,
+                "No metrics found in namespace%s %s in %s%s: ListMetrics shows only series "
+                "with data in the last %s. Nothing to sync.",
+                "s" if len(names) > 1 else "",
+                ", ".join(map(repr, names)),
+                ", ".join(self._cw_tap.regions),
                 f" with dimensions {dict(settings.dimensions)}" if settings.dimensions else "",
                 "three hours (RecentlyActive)" if recently else "two weeks",
             )
@@ -345,7 +354,8 @@ class MetricsStream(Stream):
             "Discovered %d series in %s%s; %d due up to %s: %d GetMetricData calls planned, "
             "%d metric-requests",
             len(plan.series),
-            settings.namespace,
+            ", ".join(settings.namespaces)
+            + (f" ({', '.join(self._cw_tap.regions)})" if len(self._cw_tap.regions) > 1 else ""),
             " (RecentlyActive=PT3H)" if recently else "",
             len(plan.windows),
             _iso(plan.end),
@@ -390,7 +400,8 @@ class MetricsStream(Stream):
 
         def fetch(index: int) -> dict[str, QueryResult]:
             call = plan.calls[index]
-            return fetch_call(tap.client, call, plan.series, settings.period, tap.usage)
+            client = tap.client_for(call.group or tap.regions[0])
+            return fetch_call(client, call, plan.series, settings.period, tap.usage)
 
         return CallPipeline(fetch, len(plan.calls), settings.max_workers)
 
@@ -425,7 +436,7 @@ class MetricsStream(Stream):
         """Look up the unit of each complete series that has data and no known unit."""
         assert self._buffer is not None
         if self._units is None:
-            self._units = UnitLookup(self._cw_tap.client, self._cw_tap.usage)
+            self._units = UnitLookup(self._cw_tap.client_for, self._cw_tap.usage)
         wanted: dict[Series, int] = {}
         states: dict[Series, dict] = {}
         for position in positions:
@@ -433,6 +444,8 @@ class MetricsStream(Stream):
             if last is None:
                 continue
             series = plan.series[position]
+            if series.account_id:
+                continue  # GetMetricStatistics cannot address another account's series
             state = self.state_manager.get_context_state({"series_id": series.series_id})
             if not state.get("unit"):
                 wanted[series] = last

@@ -14,7 +14,7 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from tap_cloudwatch_metrics.aws import check_session, make_client, make_session
+from tap_cloudwatch_metrics.aws import check_region, check_session, make_client, make_session
 from tap_cloudwatch_metrics.billing import PlanReport, parse_every
 from tap_cloudwatch_metrics.errors import explain
 from tap_cloudwatch_metrics.redaction import protect, redact
@@ -126,8 +126,27 @@ class TapCloudWatchMetrics(Tap):
         th.Property(
             "cloudwatch_metrics_namespace",
             th.StringType,
-            required=True,
-            description="CloudWatch namespace whose metrics are all discovered, e.g. AWS/EC2.",
+            description="CloudWatch namespace whose metrics are all discovered, e.g. AWS/EC2. "
+            "Required unless namespaces is given.",
+        ),
+        th.Property(
+            "namespaces",
+            th.ArrayType(th.StringType),
+            description='More namespaces to read, e.g. ["AWS/EC2", "AWS/RDS"] (with '
+            "cloudwatch_metrics_namespace, if set).",
+        ),
+        th.Property(
+            "regions",
+            th.ArrayType(th.StringType),
+            description='Regions to read, e.g. ["us-east-1", "eu-west-1"] (with region, '
+            "if set). Default: region alone.",
+        ),
+        th.Property(
+            "include_linked_accounts",
+            th.BooleanType,
+            default=False,
+            description="In a CloudWatch monitoring account, also read the accounts linked to "
+            "it (ListMetrics IncludeLinkedAccounts); rows carry account_id.",
         ),
         th.Property(
             "period",
@@ -252,21 +271,45 @@ class TapCloudWatchMetrics(Tap):
 
     @cached_property
     def _session_and_region(self) -> tuple[Any, str]:
-        session = make_session(self.settings)
-        return session, check_session(session, self.settings.aws_endpoint_url)
+        settings = self.settings
+        session = make_session(settings)
+        region = check_session(session, settings.aws_endpoint_url)
+        for other in settings.regions:
+            check_region(session, other, settings.aws_endpoint_url)
+        return session, region
 
     @property
     def region(self) -> str:
         """The region the run reads from."""
         return self._session_and_region[1]
 
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every region this run reads, the session's own first when no list is given."""
+        return self.settings.regions or (self.region,)
+
     @cached_property
+    def _clients(self) -> dict[str, Any]:
+        return {}
+
+    def client_for(self, region: str) -> Any:
+        """The CloudWatch client of ``region`` (created on first use)."""
+        client = self._clients.get(region)
+        if client is None:
+            client = self._clients[region] = self._new_client(region)
+        return client
+
+    @property
     def client(self) -> Any:
-        """The CloudWatch client (created on first use, after the settings are checked)."""
+        """The CloudWatch client of the first region."""
+        return self.client_for(self.regions[0])
+
+    def _new_client(self, region: str) -> Any:
         settings = self.settings
         return make_client(
             self._session_and_region[0],
             settings.aws_endpoint_url,
+            region=region,
             max_attempts=settings.max_attempts,
             request_timeout=settings.request_timeout,
             max_pool=settings.max_workers + LOOKUP_THREADS,
@@ -305,8 +348,8 @@ class TapCloudWatchMetrics(Tap):
                 ).get("unit")
             )
         return PlanReport(
-            namespace=settings.namespace,
-            region=self.region,
+            namespace=", ".join(settings.namespaces),
+            region=", ".join(self.regions),
             period=settings.period,
             statistics=settings.statistics,
             series_listed=len(plan.series),
@@ -320,7 +363,15 @@ class TapCloudWatchMetrics(Tap):
             unit_lookups_at_most=lookups,
             every=every,
             steady_calls=(
-                steady_state_calls(len(plan.series), every, settings.period, settings.statistics)
+                sum(
+                    steady_state_calls(
+                        sum(1 for s in plan.series if s.region == region),
+                        every,
+                        settings.period,
+                        settings.statistics,
+                    )
+                    for region in {s.region for s in plan.series}
+                )
                 if every
                 else None
             ),

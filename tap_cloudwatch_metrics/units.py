@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,8 +32,8 @@ logger = logging.getLogger("tap-cloudwatch-metrics")
 class UnitLookup:
     """Looks up units, and stops for the rest of the run when permission is missing."""
 
-    def __init__(self, client: Any, usage: ApiUsage) -> None:
-        self._client = client
+    def __init__(self, client_for: Callable[[str], Any], usage: ApiUsage) -> None:
+        self._client_for = client_for
         self._usage = usage
         self._lock = threading.Lock()
         self.denied = False
@@ -51,7 +51,7 @@ class UnitLookup:
             return None
         start = timestamp - timestamp % LOOKUP_PERIOD
         try:
-            response = self._client.get_metric_statistics(
+            response = self._client_for(series.region).get_metric_statistics(
                 Namespace=series.namespace,
                 MetricName=series.metric_name,
                 Dimensions=series.api_dimensions,

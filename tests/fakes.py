@@ -52,6 +52,8 @@ LIST_PAGE_SIZE = 500
 MAX_STATISTICS_POINTS = 1440
 QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
 PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+# The account the fake answers as; series of other accounts are its linked accounts.
+OWN_ACCOUNT = "111111111111"
 TRIMMED_MEAN = re.compile(r"^TM\((\d+(?:\.\d+)?)%:(\d+(?:\.\d+)?)%\)$")
 HIGH_RESOLUTION_PERIODS = frozenset({1, 5, 10, 20, 30})
 BASIC_STATISTICS = ("Average", "Sum", "SampleCount", "Maximum", "Minimum")
@@ -168,6 +170,9 @@ def period_allowed(period: Any) -> bool:
 
 class _Series:
     """One series: namespace, metric name, dimensions (in the order given) and unit."""
+
+    # The owning account when it is a linked account's (cross-account observability).
+    account_id: str | None = None
 
     def __init__(
         self, namespace: str, metric_name: str, dimensions: Mapping[str, str], unit: str | None
@@ -379,7 +384,8 @@ class FakeCloudWatch:
         self.now = now
         self.calls: list[Recorded] = []
         self.latency: dict[str, float] = {}
-        self._series: dict[SeriesKey, _Series] = {}
+        self._series: dict[SeriesKey, _Series] = {}  # the own account's
+        self._accounts: dict[tuple[str, SeriesKey], _Series] = {}  # every account's
         self._order: list[_Series] = []
         self._faults: dict[str, list[Fault]] = defaultdict(list)
         self._seen: Counter[str] = Counter()
@@ -400,10 +406,15 @@ class FakeCloudWatch:
         dimensions: Mapping[str, str],
         points: Mapping[int, float | Sequence[float]],
         unit: str | None = "Percent",
+        account_id: str | None = None,
     ) -> None:
-        """Store samples ``{epoch_seconds: [values]}`` (added to an existing series' samples)."""
+        """Store samples ``{epoch_seconds: [values]}`` (added to an existing series' samples).
+
+        ``account_id``: the series belongs to that linked account (not the fake's own).
+        """
         series = _PointsSeries(namespace, metric_name, dimensions, points, unit)
-        existing = self._series.get(series.key)
+        series.account_id = account_id
+        existing = self._accounts.get((account_id or OWN_ACCOUNT, series.key))
         if isinstance(existing, _PointsSeries):
             existing.add(points)
             return
@@ -424,33 +435,37 @@ class FakeCloudWatch:
         dimensions: Callable[[int], Mapping[str, str]] | None = None,
         value: Callable[[int, int], float] = default_value,
         unit: str | None = "Percent",
+        account_id: str | None = None,
     ) -> None:
         """``count`` series with one sample every ``step`` s in ``[start, end)``, computed lazily.
 
         Series ``i`` has dimensions ``dimensions(i)`` (default ``{"Index": "000i"}``) and the
-        sample at ``t`` is ``value(i, t)``.
+        sample at ``t`` is ``value(i, t)``; ``account_id`` makes them a linked account's.
         """
         make_dims = dimensions or (lambda i: {"Index": f"{i:06d}"})
         for index in range(count):
-            self._store(
-                _GeneratedSeries(
-                    namespace,
-                    metric_name,
-                    make_dims(index),
-                    unit,
-                    index=index,
-                    start=start,
-                    end=end,
-                    step=step,
-                    value=value,
-                )
+            series = _GeneratedSeries(
+                namespace,
+                metric_name,
+                make_dims(index),
+                unit,
+                index=index,
+                start=start,
+                end=end,
+                step=step,
+                value=value,
             )
+            series.account_id = account_id
+            self._store(series)
 
     def _store(self, series: _Series) -> None:
-        if series.key in self._series:
+        account = series.account_id or OWN_ACCOUNT
+        if (account, series.key) in self._accounts:
             msg = f"duplicate series {series.metric_name} {dict(series.dimensions)}"
             raise ValueError(msg)
-        self._series[series.key] = series
+        self._accounts[(account, series.key)] = series
+        if series.account_id is None:
+            self._series[series.key] = series
         self._order.append(series)
 
     def expected(
@@ -463,13 +478,18 @@ class FakeCloudWatch:
         namespace: str | None = None,
         metric_name: str | None = None,
         dimensions: Mapping[str, str] | None = None,
+        account_id: str | None = None,
     ) -> set[Row]:
-        """Every datapoint the fake holds for aligned buckets in ``[start, end)``."""
+        """Every datapoint the fake holds for aligned buckets in ``[start, end)``.
+
+        ``account_id`` keeps that account's series only (``OWN_ACCOUNT`` for the fake's own).
+        """
         wanted = dimension_key(dimensions) if dimensions is not None else None
         rows: set[Row] = set()
         for series in self._order:
             if (
-                (namespace is not None and series.namespace != namespace)
+                (account_id is not None and (series.account_id or OWN_ACCOUNT) != account_id)
+                or (namespace is not None and series.namespace != namespace)
                 or (metric_name is not None and series.metric_name != metric_name)
                 or (wanted is not None and series.dimension_key != wanted)
             ):
@@ -700,6 +720,7 @@ class FakeCloudWatch:
         metric_name = request.get("MetricName")
         filters = request.get("Dimensions") or []
         recently = request.get("RecentlyActive")
+        linked = bool(request.get("IncludeLinkedAccounts"))
         if recently not in (None, "PT3H"):
             raise _ApiError(
                 "InvalidParameterValue",
@@ -720,6 +741,7 @@ class FakeCloudWatch:
             and (metric_name is None or s.metric_name == metric_name)
             and all(_filter_matches(s, item) for item in filters)
             and self._listed(s, recently)
+            and (linked or s.account_id in (None, OWN_ACCOUNT))
         ]
         offset = 0
         if token := request.get("NextToken"):
@@ -730,6 +752,8 @@ class FakeCloudWatch:
             offset = int(token[3:])
         page = matches[offset : offset + LIST_PAGE_SIZE]
         answer: dict[str, Any] = {"Metrics": [s.api_metric() for s in page]}
+        if linked:
+            answer["OwningAccounts"] = [s.account_id or OWN_ACCOUNT for s in page]
         if offset + LIST_PAGE_SIZE < len(matches):
             answer["NextToken"] = f"lm-{offset + LIST_PAGE_SIZE}"
         recorded.result["metrics"] = len(page)
@@ -874,7 +898,7 @@ class FakeCloudWatch:
                 metric.get("MetricName", ""),
                 frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions") or ()),
             )
-            series = self._series.get(key)
+            series = self._accounts.get((query.get("AccountId") or OWN_ACCOUNT, key))
             rows: list[tuple[int, float]] = []
             unit = stat.get("Unit")
             if series is not None and (unit is None or unit == series.unit):
@@ -1058,7 +1082,7 @@ def wall_clock(now: float | None) -> Iterator[None]:
 
 def make_fake_tap(
     config_overrides: Mapping[str, Any] | None,
-    fake: FakeCloudWatch,
+    fake: FakeCloudWatch | Mapping[str, FakeCloudWatch],
     state: dict[str, Any] | None = None,
     *,
     now: float | None = None,
@@ -1081,9 +1105,10 @@ def make_fake_tap(
         tap = (tap_class or TapCloudWatchMetrics)(
             config=config, state=state, parse_env_config=False
         )
-    client = type(tap).client.func(tap)  # the tap's own client, not yet cached
-    fake.attach(client)
-    tap.__dict__["client"] = client  # the tap's cached_property, filled before first use
+    # The tap's own clients (one per region), answered by the fake (or that region's fake).
+    fakes = fake if isinstance(fake, Mapping) else {region: fake for region in tap.regions}
+    for region, one in fakes.items():
+        tap._clients[region] = one.attach(tap._new_client(region))
     return tap
 
 
