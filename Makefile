@@ -7,6 +7,8 @@
 #   make lint      ruff check + ruff format --check
 #   make demo-reset  forget the demo's Meltano state and output (next demo starts afresh)
 #   make bench     the tap vs a minimal boto3 loop on a fake CloudWatch (minutes; BENCH_ARGS=...)
+#   make e2e       Meltano end to end: target-jsonl (resumed from Meltano's state), target-duckdb
+#                  and target-postgres (needs PostgreSQL: .ci/postgres sets one up)
 #
 # Installs are stamped: they rerun only when pyproject.toml (or meltano.yml) changes.
 
@@ -60,6 +62,16 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Every plugin of meltano.yml, for the end-to-end run.
+E2E_PLUGINS_STAMP := .meltano/.installed-e2e-plugins
+$(E2E_PLUGINS_STAMP): meltano.yml pyproject.toml $(DEMO_STAMP)
+	$(MELTANO) install
+	touch $@
+
+.PHONY: e2e
+e2e: $(DEMO_STAMP) $(E2E_PLUGINS_STAMP)
+	$(VENV_PY) scripts/e2e_meltano.py
 
 # Benchmark (benchmarks/run.py): writes benchmarks/results.md. e.g. BENCH_ARGS="--workload a --repeat 3"
 .PHONY: bench
