@@ -37,11 +37,20 @@ UTC = dt.timezone.utc
 CONNECT_TIMEOUT = 10
 
 
-def utc_timestamp_parser(value: Any) -> dt.datetime:
-    """Parse a wire timestamp (epoch number or ISO string) to an aware UTC datetime."""
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, UTC)
-    return parse_timestamp(value).astimezone(UTC)
+def utc_timestamp_parser(value: Any) -> dt.datetime | Any:
+    """Parse a wire timestamp (epoch number or ISO string) to an aware UTC datetime.
+
+    A value that is no timestamp is handed back as it came: raising here would abort the
+    parse of a whole GetMetricData page over one bad datapoint, where the fast decoder's path
+    skips that datapoint with a warning (:func:`responses.normalise_points`). Both paths must
+    read an answer the same way.
+    """
+    try:
+        if isinstance(value, int | float):
+            return dt.datetime.fromtimestamp(value, UTC)
+        return parse_timestamp(value).astimezone(UTC)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return value
 
 
 def make_session(settings: Settings) -> boto3.Session:

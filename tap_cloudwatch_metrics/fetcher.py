@@ -1,7 +1,8 @@
 """Runs planned GetMetricData calls: every continuation page, every status code checked.
 
 A call's pages are read to the end (``NextToken``); a query still ``PartialData`` on the last
-page is marked truncated so that its series is not bookmarked past what arrived. A query
+page is marked truncated so that its series is not bookmarked past what arrived, and so is
+a query the answer left out altogether. A query
 answered ``InternalError`` or ``Forbidden`` fails the run with the series named: the rows of
 earlier batches are already out and bookmarked, the failed ones are not, so nothing is lost.
 """
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from tap_cloudwatch_metrics.planner import MAX_DATAPOINTS_PER_PAGE, Call
+from tap_cloudwatch_metrics.planner import MAX_DATAPOINTS_PER_PAGE, Call, Query
 from tap_cloudwatch_metrics.responses import normalise_points
 from tap_cloudwatch_metrics.results import QueryResult
 from tap_cloudwatch_metrics.series import Series
@@ -120,6 +121,31 @@ def fetch_call(
             raise CloudWatchDataError(msg)
         seen_tokens.add(token)
         request["NextToken"] = token
+    _hold_back_incomplete(results, statuses, by_id, series)
+    return results
+
+
+def _hold_back_incomplete(
+    results: dict[str, QueryResult],
+    statuses: dict[str, str],
+    by_id: dict[str, Query],
+    series: Sequence[Series],
+) -> None:
+    """Mark the queries whose series must not be bookmarked past what arrived.
+
+    A query still ``PartialData`` on the last page is capped at its last datapoint. A query
+    with no result at all is capped before its window: its rows are unknown, and the other
+    statistics' rows of its series would otherwise move the bookmark past them for good.
+    """
+    for query_id, query in by_id.items():
+        if query_id not in statuses:
+            results[query_id].truncated = True
+            logger.warning(
+                "GetMetricData returned no result for %s (%s); that series is not bookmarked "
+                "this run and the next run asks for it again",
+                series[query.position].describe(),
+                query.statistic,
+            )
     for query_id, status in statuses.items():
         if status == "PartialData":
             results[query_id].truncated = True
@@ -131,4 +157,3 @@ def fetch_call(
                 series[query.position].describe(),
                 query.statistic,
             )
-    return results

@@ -46,8 +46,10 @@ SECRET_SETTINGS = frozenset(
     }
 )
 # AssumeRole: a role ARN, and what STS allows for the session.
-_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+# Patterns are ASCII and matched whole (fullmatch): ``\d`` and ``\w`` would take any script's
+# letters and digits, and ``$`` a trailing newline, which botocore or STS refuse mid-run.
+_ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 DEFAULT_SESSION_NAME = "tap-cloudwatch-metrics"
 DEFAULT_ROLE_DURATION = 3600
 MIN_ROLE_DURATION = 900
@@ -65,7 +67,89 @@ _STRING_SETTINGS = (
 )
 
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", re.ASCII)
+# A whole number written as text (env-var settings): ASCII digits only, and few enough that
+# int() reads them (it refuses "²", which str.isdigit accepts, and over 4,300 digits).
+_INTEGER_TEXT = re.compile(r"\s*(\d{1,18})\s*", re.ASCII)
+
+
+# Settings typed integer or boolean in the config schema, the SDK's own included: text forms of
+# them ("300", "true") are accepted here and handed on typed (see typed_config).
+INTEGER_SETTINGS = (
+    "period",
+    "delay_seconds",
+    "lookback",
+    "max_workers",
+    "max_attempts",
+    "request_timeout",
+    "aws_assume_role_duration_seconds",
+    "flattening_max_depth",
+    "flattening_max_key_length",
+)
+BOOLEAN_SETTINGS = ("fetch_units", "include_linked_accounts", "flattening_enabled")
+# What the SDK reads as true from an environment variable; anything else it reads as false.
+ENV_TRUE = frozenset({"true", "1", "yes", "on"})
+ENV_FALSE = frozenset({"false", "0", "no", "off"})
+MAX_FLATTENING = 10_000
+
+
+def _integer_from_text(value: object) -> object:
+    """``value`` as an int when it is a whole number written as text, else unchanged."""
+    if isinstance(value, str) and (match := _INTEGER_TEXT.fullmatch(value)):
+        return int(match.group(1))
+    return value
+
+
+def _boolean_from_text(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    return value
+
+
+def typed_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with integer and boolean settings written as text given their JSON type.
+
+    parse_settings accepts ``"300"`` and ``"true"`` (hand-written JSON, other tools' configs);
+    the SDK then checks the config against its JSON schema, which does not. Empty text and
+    ``"auto"`` mean unset and are dropped, as parse_settings reads them.
+    """
+    typed = dict(config)
+    for name in INTEGER_SETTINGS:
+        if typed.get(name) == "":
+            del typed[name]
+        elif name in typed:
+            typed[name] = _integer_from_text(typed[name])
+    for name in BOOLEAN_SETTINGS:
+        if name in typed:
+            typed[name] = _boolean_from_text(typed[name])
+    active = typed.get("recently_active")
+    if isinstance(active, str):
+        if active.strip().lower() in {"", "auto"}:
+            del typed["recently_active"]
+        else:
+            typed["recently_active"] = _boolean_from_text(active)
+    return typed
+
+
+def environment_problem(environ: Mapping[str, str], prefix: str) -> SettingsError | None:
+    """The first integer or boolean setting in environment variables the SDK would misread.
+
+    With ``--config ENV`` the SDK converts ``<PREFIX><SETTING>`` values itself before the tap
+    sees them: ``int()`` raises a bare ValueError (a traceback) on ``abc``, reads ``"٣"`` as
+    3, and any boolean text but true/1/yes/on as false, so ``maybe`` would silently switch a
+    setting off.
+    """
+    for name in INTEGER_SETTINGS:
+        value = environ.get(prefix + name.upper())
+        if value is not None and not _INTEGER_TEXT.fullmatch(value):
+            return SettingsError(
+                name, f"{prefix + name.upper()}={value!r} is not a whole number (0-9 digits)"
+            )
+    for name in (*BOOLEAN_SETTINGS, "recently_active"):
+        value = environ.get(prefix + name.upper())
+        if value is not None and value.strip().lower() not in ENV_TRUE | ENV_FALSE:
+            return SettingsError(name, f"{prefix + name.upper()}={value!r}: must be true or false")
+    return None
 
 
 class SettingsError(ValueError):
@@ -128,13 +212,14 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
             "aws_session_token", "needs aws_access_key_id and aws_secret_access_key as well"
         )
     region = strings["region"]
-    if region and not _REGION.match(region):
+    if region and not _REGION.fullmatch(region):
         raise SettingsError("region", f"{region!r} is not an AWS region name such as us-east-1")
     endpoint = strings["aws_endpoint_url"]
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise SettingsError("aws_endpoint_url", f"{endpoint!r} must start with http:// or https://")
 
     _check_role(strings)
+    _check_sdk_settings(config)
 
     explicit_start = _parse_date(config, "start_date")
     start_date = explicit_start or now - DEFAULT_LOOKBACK
@@ -174,9 +259,19 @@ def parse_settings(config: Mapping[str, Any], now: dt.datetime) -> Settings:
     )
 
 
+def _check_sdk_settings(config: Mapping[str, Any]) -> None:
+    """The SDK's flattening settings, refused here in the same one-line form as the rest."""
+    _boolean(config, "flattening_enabled", default=False)
+    _bounded_integer(config, "flattening_max_depth", 0, 0, MAX_FLATTENING)
+    _bounded_integer(config, "flattening_max_key_length", 1, 1, MAX_FLATTENING)
+    separator = config.get("flattening_separator")
+    if separator is not None and (not isinstance(separator, str) or not separator):
+        raise SettingsError("flattening_separator", f"{separator!r}: must be a non-empty string")
+
+
 def _check_role(strings: Mapping[str, str | None]) -> None:
     arn = strings["aws_assume_role_arn"]
-    if arn and not _ROLE_ARN.match(arn):
+    if arn and not _ROLE_ARN.fullmatch(arn):
         raise SettingsError(
             "aws_assume_role_arn",
             f"{arn!r} is not an IAM role ARN such as arn:aws:iam::123456789012:role/Reader",
@@ -185,7 +280,7 @@ def _check_role(strings: Mapping[str, str | None]) -> None:
         if strings[name] and not arn:
             raise SettingsError(name, "needs aws_assume_role_arn as well")
     session_name = strings["aws_assume_role_session_name"]
-    if session_name and not _SESSION_NAME.match(session_name):
+    if session_name and not _SESSION_NAME.fullmatch(session_name):
         raise SettingsError(
             "aws_assume_role_session_name",
             f"{session_name!r}: 2 to 64 letters, digits or the characters + = , . @ _ -",
@@ -239,7 +334,7 @@ def _regions(value: object, region: str | None) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise SettingsError("regions", f"{value!r}: must be a list of AWS region names")
     for item in value:
-        if not _REGION.match(item):
+        if not _REGION.fullmatch(item):
             raise SettingsError("regions", f"{item!r} is not an AWS region name such as us-east-1")
     return tuple(dict.fromkeys([*([region] if region else []), *value]))
 
@@ -250,8 +345,7 @@ def _is_integer(value: object) -> bool:
 
 def _period(value: object) -> int:
     allowed = "1, 5, 10, 20, 30 (high resolution) or a positive multiple of 60 (seconds)"
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    value = _integer_from_text(value)
     if not _is_integer(value):
         raise SettingsError("period", f"{value!r} is not an integer; allowed: {allowed}")
     assert isinstance(value, int)
@@ -298,8 +392,7 @@ def _dimensions(value: object) -> Mapping[str, str] | None:
 
 
 def _delay(value: object) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    value = _integer_from_text(value)
     if not _is_integer(value) or value < 0:  # type: ignore[operator]
         raise SettingsError("delay_seconds", f"{value!r}: must be a whole number of seconds >= 0")
     assert isinstance(value, int)
@@ -307,23 +400,23 @@ def _delay(value: object) -> int:
 
 
 def _boolean(config: Mapping[str, Any], name: str, *, default: bool) -> bool:
-    value = config.get(name, default)
+    value = config.get(name)
+    if value is None:
+        return default
+    value = _boolean_from_text(value)
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in {"true", "false"}:
-        return value.lower() == "true"
     raise SettingsError(name, f"{value!r}: must be true or false")
 
 
 def _optional_boolean(config: Mapping[str, Any], name: str) -> bool | None:
     """True, false, or unset (None: decided automatically)."""
     value = config.get(name)
-    if value is None or (isinstance(value, str) and value.lower() in {"", "auto"}):
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "auto"}):
         return None
+    value = _boolean_from_text(value)
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in {"true", "false"}:
-        return value.lower() == "true"
     raise SettingsError(name, f"{value!r}: must be true, false or unset (automatic)")
 
 
@@ -337,8 +430,7 @@ def _bounded_integer(
     value = config.get(name)
     if value is None or value == "":
         return default
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    value = _integer_from_text(value)
     if not _is_integer(value) or not low <= value <= high:  # type: ignore[operator]
         raise SettingsError(name, f"{value!r}: must be a whole number from {low} to {high}")
     assert isinstance(value, int)
@@ -346,8 +438,7 @@ def _bounded_integer(
 
 
 def _lookback(value: object) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    value = _integer_from_text(value)
     if not _is_integer(value) or not 0 <= value <= MAX_LOOKBACK:  # type: ignore[operator]
         raise SettingsError(
             "lookback", f"{value!r}: must be a whole number of periods from 0 to {MAX_LOOKBACK}"
@@ -372,7 +463,12 @@ def _parse_date(config: Mapping[str, Any], name: str) -> dt.datetime | None:
         raise SettingsError(name, f"{value!r} is not {allowed}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    parsed = parsed.astimezone(dt.timezone.utc)
-    if not math.isfinite(parsed.timestamp()):  # pragma: no cover - defensive
-        raise SettingsError(name, f"{value!r} is not {allowed}")
+    try:
+        # 0001-01-01T00:00+01:00 is a valid ISO string whose UTC time is before year 1.
+        parsed = parsed.astimezone(dt.timezone.utc)
+        finite = math.isfinite(parsed.timestamp())
+    except (OverflowError, ValueError, OSError):
+        finite = False
+    if not finite:
+        raise SettingsError(name, f"{value!r} is not {allowed} within years 1 to 9999 in UTC")
     return parsed

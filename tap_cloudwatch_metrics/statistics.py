@@ -13,9 +13,11 @@ import re
 BASIC_STATISTICS = ("Average", "Sum", "SampleCount", "Maximum", "Minimum")
 
 _NUMBER = r"\d+(?:\.\d+)?"
-_PERCENTILE = re.compile(rf"^p({_NUMBER})$")
-_SHORTHAND = re.compile(rf"^(tm|wm|tc|ts)({_NUMBER})$")
-_RANGE = re.compile(rf"^(TM|WM|TC|TS|PR)\((?:({_NUMBER})(%?))?:(?:({_NUMBER})(%?))?\)$")
+# ASCII and whole-string matches: ``\d`` would take any script's digits (float() reads "٩٩")
+# and ``$`` a trailing newline, both of which CloudWatch refuses mid-run.
+_PERCENTILE = re.compile(rf"p({_NUMBER})", re.ASCII)
+_SHORTHAND = re.compile(rf"(tm|wm|tc|ts)({_NUMBER})", re.ASCII)
+_RANGE = re.compile(rf"(TM|WM|TC|TS|PR)\((?:({_NUMBER})(%?))?:(?:({_NUMBER})(%?))?\)", re.ASCII)
 
 ALLOWED_DESCRIPTION = (
     "Average, Sum, SampleCount, Maximum, Minimum, pNN(.NN) (0-100), "
@@ -29,11 +31,11 @@ def statistic_error(name: object) -> str | None:
         return "must be a string"
     if name in BASIC_STATISTICS or name == "IQM":
         return None
-    if match := _PERCENTILE.match(name):
+    if match := _PERCENTILE.fullmatch(name):
         return None if float(match.group(1)) <= 100 else "percentile must be between p0 and p100"
-    if match := _SHORTHAND.match(name):
+    if match := _SHORTHAND.fullmatch(name):
         return None if float(match.group(2)) <= 100 else "percentage must be at most 100"
-    if match := _RANGE.match(name):
+    if match := _RANGE.fullmatch(name):
         return _range_error(match)
     return "unknown statistic"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import re
 import sys
 import time
 from functools import cached_property
@@ -13,6 +15,7 @@ from typing import Any
 import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 
 from tap_cloudwatch_metrics.aws import check_region, check_session, make_client, make_session
 from tap_cloudwatch_metrics.billing import PlanReport, parse_every
@@ -33,7 +36,9 @@ from tap_cloudwatch_metrics.settings import (
     SECRET_SETTINGS,
     Settings,
     SettingsError,
+    environment_problem,
     parse_settings,
+    typed_config,
 )
 from tap_cloudwatch_metrics.state_check import StateError, check_state, parse_state_text
 from tap_cloudwatch_metrics.statistics import ALLOWED_DESCRIPTION
@@ -254,8 +259,14 @@ class TapCloudWatchMetrics(Tap):
         )
         if raise_errors:
             self._settings = parse_settings(self._config, self._now())
+            self._config = typed_config(self._config)
             type(self)._max_attempts_in_use = self._settings.max_attempts
-        return super()._validate_config(raise_errors=raise_errors)
+        try:
+            return super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            # The SDK's schema check, for what parse_settings leaves to it (stream maps, batch
+            # config): one line like every other refusal instead of the SDK's log lines.
+            raise _schema_refusal(exc.errors) from None
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.run_started, UTC)
@@ -431,6 +442,10 @@ class TapCloudWatchMetrics(Tap):
             argv = list(sys.argv[1:] if args is None else args)
             try:
                 _check_state_argument(argv)
+                if {"ENV", "--config=ENV"} & set(argv) and (
+                    problem := environment_problem(os.environ, cls._env_var_prefix)
+                ):
+                    raise problem
                 if argv[:1] == ["plan"]:
                     return cls.plan_command().main(argv[1:], prog_name=f"{cls.name} plan", **kwargs)
                 return main(argv, **kwargs)
@@ -448,6 +463,13 @@ class TapCloudWatchMetrics(Tap):
 
         command.main = main_with_clear_errors  # type: ignore[method-assign]
         return command
+
+
+def _schema_refusal(errors: list[str]) -> SettingsError:
+    """A SettingsError naming the first setting the SDK's JSON-schema check refused."""
+    first = " ".join((errors or ["the config does not match the settings schema"])[0].split())
+    named = re.search(r"in config\['([^']+)'\]", first)
+    return SettingsError(named.group(1) if named else "config", first)
 
 
 def _check_state_argument(argv: list[str]) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 
-from tap_cloudwatch_metrics.settings import SettingsError, parse_settings
+from tap_cloudwatch_metrics.settings import SettingsError, environment_problem, parse_settings
 from tap_cloudwatch_metrics.statistics import statistic_error
 from tap_cloudwatch_metrics.tap import TapCloudWatchMetrics
 from tests.conftest import BASE_CONFIG, NOW, SECRET
@@ -230,3 +231,94 @@ def test_about_shows_no_secret(tmp_path: Any) -> None:
     settings = about["settings"]["properties"]
     assert settings["aws_secret_access_key"].get("secret") is True
     assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "setting"),
+    [
+        ({"stream_maps": 5}, "stream_maps"),  # left to the SDK's schema check
+        ({"flattening_max_depth": "deep"}, "flattening_max_depth"),
+        ({"flattening_enabled": "maybe"}, "flattening_enabled"),
+    ],
+)
+def test_sdk_settings_are_refused_in_one_line_too(
+    tmp_path: Any, override: dict, setting: str
+) -> None:
+    result = run_cli(tmp_path, {**BASE_CONFIG, **override})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "Config validation failed" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "Invalid setting" in line]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert f"'{setting}'" in errors[0]
+    assert result.stdout == ""
+
+
+def test_settings_written_as_text_are_handed_to_the_sdk_typed() -> None:
+    """parse_settings takes "300" and "true"; the SDK's schema check must then accept them."""
+    config = {
+        **BASE_CONFIG,
+        "period": " 300 ",
+        "max_workers": "",
+        "fetch_units": "False",
+        "recently_active": "auto",
+        "flattening_enabled": "true",
+        "flattening_max_depth": "2",
+    }
+    tap = TapCloudWatchMetrics(config=config)
+    assert tap.config["period"] == 300
+    assert tap.settings.period == 300
+    assert tap.config["fetch_units"] is False
+    assert tap.config["flattening_enabled"] is True
+    assert tap.config["flattening_max_depth"] == 2
+    assert "recently_active" not in tap.config
+    assert tap.settings.max_workers == 1
+
+
+def run_env_cli(env: dict[str, str]) -> subprocess.CompletedProcess:
+    prefix = "TAP_CLOUDWATCH_METRICS_"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+    settings = {"CLOUDWATCH_METRICS_NAMESPACE": "AWS/EC2", "REGION": "us-east-1", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "tap_cloudwatch_metrics", "--config", "ENV"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**base, **{prefix + k: v for k, v in settings.items()}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "setting"),
+    [
+        ("PERIOD", "abc", "period"),  # the SDK's int() would raise a bare ValueError
+        ("DELAY_SECONDS", "\u0663", "delay_seconds"),  # int() reads the Arabic-Indic 3 as 3
+        ("FETCH_UNITS", "maybe", "fetch_units"),  # the SDK would read it as false
+    ],
+)
+def test_environment_settings_the_sdk_would_misread_are_refused(
+    name: str, value: str, setting: str
+) -> None:
+    result = run_env_cli({name: value})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"tap-cloudwatch-metrics: Invalid setting '{setting}': "
+        f"TAP_CLOUDWATCH_METRICS_{name}={value!r}"
+        + (
+            ": must be true or false"
+            if setting == "fetch_units"
+            else " is not a whole number (0-9 digits)"
+        )
+    )
+    assert result.stdout == ""
+
+
+def test_environment_problem_passes_what_the_sdk_reads_right() -> None:
+    prefix = "TAP_CLOUDWATCH_METRICS_"
+    good = {prefix + "PERIOD": " 60", prefix + "FETCH_UNITS": "Yes", prefix + "LOOKBACK": "0"}
+    assert environment_problem(good, prefix) is None
+    bad = environment_problem({**good, prefix + "MAX_WORKERS": "4.0"}, prefix)
+    assert bad is not None
+    assert bad.setting == "max_workers"
