@@ -118,13 +118,17 @@ def _own_cpu() -> float:
 
 
 def run_child(
-    kind: str, workload: Workload, tmp: Path, overrides: dict[str, Any] | None = None
+    kind: str,
+    workload: Workload,
+    tmp: Path,
+    overrides: dict[str, Any] | None = None,
+    python: str = sys.executable,
 ) -> dict[str, Any]:
-    """One run of ``kind`` (tap or floor) as a child process; its measured numbers."""
+    """One run of ``kind`` (tap or floor) as a child process of ``python``; its numbers."""
     summary_path = tmp / f"{kind}-{workload.name}-summary.json"
     stderr_path = tmp / f"{kind}-{workload.name}-stderr.log"
     summary_path.unlink(missing_ok=True)
-    argv = [sys.executable, str(SCRIPTS[kind]), workload.to_json(), str(summary_path)]
+    argv = [python, str(SCRIPTS[kind]), workload.to_json(), str(summary_path)]
     if kind == "tap":
         config_path = tmp / f"config-{workload.name}.json"
         config_path.write_text(json.dumps({**workload.tap_config(), **(overrides or {})}))
@@ -164,6 +168,7 @@ def run_child(
         "records_per_s": records / wall,
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "rss_after_setup_mb": summary["rss_after_setup_mb"],
+        "numpy_loaded": summary.get("numpy_loaded", False),
         "get_metric_data_calls": summary["get_metric_data_calls"],
         "list_metrics_calls": summary["list_metrics_calls"],
         "get_metric_statistics_calls": summary["get_metric_statistics_calls"],
@@ -250,6 +255,8 @@ def report(
     repeat: int,
     overrides: dict[str, Any] | None = None,
     versions: tuple[str, str] = ("", ""),
+    python: str = sys.executable,
+    numpy_loaded: bool = False,
 ) -> str:
     out = [
         "# tap-cloudwatch-metrics benchmark: the tap vs a minimal boto3 loop",
@@ -262,6 +269,13 @@ def report(
             f"; **its source changed during the benchmark** (at the end: {versions[1]})"
             if versions[1].rsplit(" ", 1)[-1] != versions[0].rsplit(" ", 1)[-1]
             else ""
+        ),
+        f"- children's Python: `{os.path.relpath(python, ROOT)}`; numpy "
+        + (
+            "**was loaded** (joblib, which singer_sdk imports, loads it when installed: about "
+            "12 MB more peak RSS than in the tap's own venv)"
+            if numpy_loaded
+            else "not loaded (as in a venv of the tap's own dependencies, which Meltano makes)"
         ),
         f"- numbers: {'median of ' + str(repeat) + ' runs' if repeat > 1 else 'one run'} each; "
         "CPU and peak RSS are the child process's own (`os.wait4`)",
@@ -412,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
     parser.add_argument("--json", type=Path, help="also write every run's numbers as JSON")
     parser.add_argument(
+        "--child-python",
+        default=sys.executable,
+        help="the Python of the tap and loop children (make bench: .venv-bench, the tap's "
+        "own dependencies only, as Meltano installs it)",
+    )
+    parser.add_argument(
         "--latency",
         type=float,
         default=0.0,
@@ -456,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-                    run = run_child(kind, workload, Path(tmp), overrides)
+                    run = run_child(kind, workload, Path(tmp), overrides, args.child_python)
                     print(
                         f"[bench]   {run['wall_s']:.2f} s wall, {run['cpu_s']:.2f} s CPU, "
                         f"{run['records']:,} records",
@@ -469,7 +489,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, by_kind in all_runs.items()
     }
     versions = (version_before, tap_source_version())
-    text = report(results, workloads, args.repeat, overrides, versions)
+    numpy_loaded = any(
+        run["numpy_loaded"] for by_kind in all_runs.values() for run in by_kind.get("tap", [])
+    )
+    text = report(
+        results, workloads, args.repeat, overrides, versions, args.child_python, numpy_loaded
+    )
     print(text)
     args.output.write_text(text)
     if args.json:

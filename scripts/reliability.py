@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import io
 import json
 import logging
 import random
@@ -53,6 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import msgspec
 from _pytest.monkeypatch import MonkeyPatch
 
 from tap_cloudwatch_metrics.streams import MetricsStream
@@ -67,7 +67,6 @@ from tests.crash_child import (
     full_spec,
     keyed,
     kill_chain,
-    parse_lines,
     states_ahead,
     tap_config,
 )
@@ -76,11 +75,16 @@ from tests.fakes import (
     FakeCloudWatch,
     Row,
     SyncOutput,
+    capture_sync,
     fast_retries,
     make_fake_tap,
     no_network,
     state_violations,
 )
+
+# Singer lines decoded with msgspec: STATEs hold every series' bookmark, and the standard
+# library's parser was most of a campaign's own time.
+PARSE_LINE = msgspec.json.Decoder().decode
 
 HEADER = (
     "| fault injected | runs | datapoints expected | datapoints delivered | lost "
@@ -155,6 +159,8 @@ class Tally:
     # Coverage: runs that failed, and of those, how many had written rows (and a STATE) first.
     failed_runs: int = 0
     failed_after_rows: int = 0
+    # SIGKILLs sent (the SIGKILL row: one to three a chain, fewer if a run ends first).
+    kills: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -259,19 +265,10 @@ def run_once(spec: dict[str, Any], fake: FakeCloudWatch, state: dict | None) -> 
     """One in-process run; a failure is kept in ``error``, with the messages written before it.
 
     (``tests.fakes.run_sync`` either raises or insists on a failure; a campaign needs both
-    outcomes with their messages, so stdout is captured the same way here.)
+    outcomes with their messages.)
     """
     tap = make_fake_tap(tap_config(spec), fake, state, now=full_spec(spec)["now"])
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-    error: BaseException | None = None
-    with contextlib.redirect_stdout(out):
-        try:
-            tap.sync_all()
-        except Exception as exc:  # what the run raised is the subject here, not a test error
-            error = exc
-    out.flush()
-    return SyncOutput(parse_lines(raw.getvalue().split(b"\n")), tap, error)
+    return capture_sync(tap, decode=PARSE_LINE)
 
 
 def run_to_completion(
@@ -480,6 +477,7 @@ class Campaign:
                 tally.unexpected_failures += 1
                 tally.problems.append(f"chain #{number} {spec}: {exc}")
                 continue
+            tally.kills += chain.kills
             label = f"chain #{number} {spec}: {chain.describe()}"
             ahead = states_ahead(chain, rows)
             tally.state_ahead += len(ahead)
@@ -579,7 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if tally.failed_runs
             else ""
         )
-        print(f"- {tally.fault}: {tally.seconds:.1f} s{failed}.")
+        killed = f"; {tally.kills} SIGKILLs" if tally.kills else ""
+        print(f"- {tally.fault}: {tally.seconds:.1f} s{failed}{killed}.")
     ahead = sum(t.state_ahead for t in tallies)
     failures = sum(t.unexpected_failures for t in tallies)
     committed = sum(t.committed_lost for t in tallies)

@@ -32,7 +32,10 @@ class ProgressMeter:
 
 
 def describe(calls_done: int, total_calls: int, datapoints: int, elapsed: float) -> str:
-    """``GetMetricData calls 5/20 (25%), 60,000 datapoints in 4 s, 15,000/s, about 12 s left``."""
+    """The progress line, e.g. ``... 60,000 datapoints in 4.0 s (15,000/s), about 12 s left``.
+
+    Durations under 10 s keep a decimal, so a quick run does not claim it took 0 s.
+    """
     share = calls_done / total_calls if total_calls else 1.0
     rate = datapoints / elapsed if elapsed > 0 else 0.0
     if calls_done >= total_calls:
@@ -48,7 +51,9 @@ def describe(calls_done: int, total_calls: int, datapoints: int, elapsed: float)
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f} s"
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)

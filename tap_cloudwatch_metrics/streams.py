@@ -380,6 +380,7 @@ class MetricsStream(Stream):
             starts = {w.position: w.start for w in plan.windows}
             self._buffer = PointBuffer(starts, plan.end, self._cw_tap.settings.statistics)
         if self._pipeline is None:
+            self._progress = ProgressMeter(len(plan.calls), monotonic())
             self._pipeline = self._start_pipeline(plan)
         last = plan.last_call[position]
         while self._next_call <= last:
@@ -426,8 +427,7 @@ class MetricsStream(Stream):
             datapoints,
             fetched.seconds,
         )
-        if self._progress is None:
-            self._progress = ProgressMeter(len(plan.calls), monotonic())
+        assert self._progress is not None
         line = self._progress.update(monotonic(), index + 1, self._datapoints)
         if line:
             self.logger.info(line)

@@ -11,6 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.fakes import no_network
+
 UTC = dt.timezone.utc
 # A fixed "now" on a period boundary, so expected windows can be written down.
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -41,6 +43,14 @@ def isolated_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 def set_now(monkeypatch: pytest.MonkeyPatch, when: dt.datetime) -> None:
     """Make the tap believe it runs at ``when``."""
     monkeypatch.setattr("tap_cloudwatch_metrics.tap._wall_clock", when.timestamp)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any request the fake does not answer fails instead of reaching the network. Not autouse:
+    the demo's tests talk HTTP to a local moto server. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("offline")``."""
+    no_network(monkeypatch)
 
 
 @pytest.fixture

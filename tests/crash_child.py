@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from benchmarks.common import isolated_env  # the benchmark children's isolation
 from tests.fakes import (
     FakeCloudWatch,
     Row,
@@ -190,21 +191,6 @@ def child_main(argv: Sequence[str]) -> None:
 # -- the parent: one run, killed or not ---------------------------------------------------------
 
 
-def child_env(tmp: Path) -> dict[str, str]:
-    """The child's environment: none of the developer's AWS or tap settings, no metadata."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAP_CLOUDWATCH_METRICS_"))
-    }
-    env.update(
-        AWS_CONFIG_FILE=str(tmp / "aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp / "aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        PYTHONHASHSEED="0",
-    )
-    env.pop("PYTHONPATH", None)
-    return env
-
-
 @dataclass
 class ChildRun:
     """What a target kept of one child run: its complete lines, parsed.
@@ -321,7 +307,7 @@ def run_child(
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.crash_child", str(spec_path)],
             cwd=ROOT,
-            env=child_env(workdir),
+            env=isolated_env(workdir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -27,7 +27,6 @@ from tests.fakes import (
     bookmarks,
     install,
     make_fake_tap,
-    no_network,
     run_sync,
     wall_clock,
 )
@@ -38,9 +37,8 @@ NS = FAKE_CONFIG["cloudwatch_metrics_namespace"]
 REGION = FAKE_CONFIG["region"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def iso(epoch: int) -> str:

@@ -12,16 +12,15 @@ import math
 import pytest
 
 from tests.conftest import NOW as NOW_DT
-from tests.fakes import FakeCloudWatch, compute_statistic, make_fake_tap, no_network, run_sync
+from tests.fakes import FakeCloudWatch, compute_statistic, make_fake_tap, run_sync
 
 NOW = int(NOW_DT.timestamp())
 HOUR = 3600
 EXTENDED = ["p50", "p90", "p99", "TM(10%:90%)", "IQM"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def test_the_fake_computes_them_as_defined() -> None:

@@ -26,7 +26,6 @@ from tests.fakes import (
     fast_retries,
     install,
     make_fake_tap,
-    no_network,
     run_sync,
     wall_clock,
 )
@@ -40,9 +39,8 @@ SECRET_KEY = "fake/Secret+Key0123456789abcdefSECRET"
 TOKEN = "FwoGZXIvYXdzFAKE-session-token-SECRET"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def _fake(series: int = 30) -> FakeCloudWatch:

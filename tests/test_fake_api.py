@@ -31,7 +31,6 @@ from tests.fakes import (
     bookmarks,
     fast_retries,
     make_fake_tap,
-    no_network,
     run_sync,
     state_violations,
 )
@@ -43,10 +42,8 @@ REGION = FAKE_CONFIG["region"]
 NS = FAKE_CONFIG["cloudwatch_metrics_namespace"]
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request the fake does not answer would reach the network: make that fail."""
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def iso(epoch_seconds: int) -> str:

@@ -17,7 +17,7 @@ from singer_sdk.singerlib.encoding.simple import (
 from tap_cloudwatch_metrics.tap import TapCloudWatchMetrics
 from tap_cloudwatch_metrics.writer import FastSingerWriter, SnapshotStateWriter
 from tests.conftest import NOW as NOW_DT
-from tests.fakes import FAKE_CONFIG, FakeCloudWatch, make_fake_tap, no_network, run_sync
+from tests.fakes import FAKE_CONFIG, FakeCloudWatch, make_fake_tap, run_sync
 
 NOW = int(NOW_DT.timestamp())
 HOUR = 3600
@@ -31,9 +31,8 @@ class PlainTap(TapCloudWatchMetrics):
     FAST_RECORDS = False
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def fleet() -> FakeCloudWatch:

@@ -11,10 +11,8 @@ against ``tests.fakes.FakeCloudWatch`` and checks every RECORD and STATE it wrot
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
-import io
 import json
 import math
 from collections import Counter, defaultdict
@@ -34,9 +32,9 @@ from tests.fakes import (
     Row,
     SyncOutput,
     bookmarks,
+    capture_sync,
     dimension_key,
     make_fake_tap,
-    no_network,
     row_of,
     state_violations,
 )
@@ -54,10 +52,8 @@ FUZZ = settings(deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.genera
 DATA_EVENT = "before-parse.cloudwatch.GetMetricData"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request the fake does not answer would reach the network: make that fail."""
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def config(statistics: list[str], **extra: Any) -> dict[str, Any]:
@@ -72,24 +68,9 @@ def config(statistics: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def sync(tap: Any) -> SyncOutput:
-    """``tap.sync_all()`` with its messages, whether it completes or raises.
-
-    ``tests.fakes.run_sync`` needs to know beforehand whether the run fails; here the test
-    decides afterwards whether the failure (if any) was a clear one. Messages are split at
-    ``\n`` only, as Singer (and a target reading stdin line by line) does: ``str.splitlines``
-    would also split inside a JSON string holding U+0085 or U+2028, which JSON leaves raw.
-    """
-    raw = io.BytesIO()
-    out = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
-    error: BaseException | None = None
-    with contextlib.redirect_stdout(out):
-        try:
-            tap.sync_all()
-        except Exception as exc:
-            error = exc
-    out.flush()
-    lines = raw.getvalue().decode("utf-8").split("\n")
-    return SyncOutput([json.loads(line) for line in lines if line.strip()], tap, error)
+    """``tap.sync_all()`` with its messages, whether it completes or raises: the test decides
+    afterwards whether the failure (if any) was a clear one."""
+    return capture_sync(tap)
 
 
 def check_primary_keys_unique(out: SyncOutput) -> None:

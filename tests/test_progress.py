@@ -52,3 +52,24 @@ def test_a_run_logs_progress_at_info_rate_limited(
     assert 1 < len(lines) < 6  # fewer lines than calls, more than just the last
     assert lines[-1].startswith("Progress: GetMetricData calls 6/6 (100%), 36,000 datapoints")
     assert lines[-1].endswith("done")
+
+
+def test_the_elapsed_time_includes_the_first_call(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The meter starts before the first GetMetricData call, not after it: a clock that moves
+    10 s per call answered must report 6 calls in 60 s, not 50 s."""
+    no_network(monkeypatch)
+    fake = FakeCloudWatch()
+    monkeypatch.setattr(streams, "monotonic", lambda: 10.0 * fake.count("GetMetricData"))
+    fake.add_many("Fake/App", "CPU", 3000, start=NOW - 7200, end=NOW + 3600)
+    config = {"start_date": "2026-01-15T11:00:00Z", "delay_seconds": 0, "fetch_units": False}
+    with caplog.at_level(logging.INFO):
+        run_sync(make_fake_tap(config, fake, now=NOW))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress:")]
+    assert fake.count("GetMetricData") == 6
+    assert "36,000 datapoints in 1 min 00 s (600/s), done" in lines[-1]
+
+
+def test_short_durations_keep_a_decimal() -> None:
+    assert "680 datapoints in 0.4 s (1,700/s), done" in describe(1, 1, 680, 0.4)

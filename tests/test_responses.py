@@ -23,15 +23,14 @@ from tap_cloudwatch_metrics.responses import (
     to_value,
 )
 from tests.conftest import NOW as NOW_DT
-from tests.fakes import FakeCloudWatch, make_fake_tap, no_network, run_sync
+from tests.fakes import FakeCloudWatch, make_fake_tap, run_sync
 
 NOW = int(NOW_DT.timestamp())
 UTC = dt.timezone.utc
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 @functools.cache

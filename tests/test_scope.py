@@ -19,7 +19,6 @@ from tests.fakes import (
     OWN_ACCOUNT,
     FakeCloudWatch,
     make_fake_tap,
-    no_network,
     row_of,
     run_sync,
     state_violations,
@@ -30,9 +29,8 @@ HOUR = 3600
 LINKED = "222222222222"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def _config(**extra: Any) -> dict[str, Any]:

@@ -8,15 +8,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import NOW as NOW_DT
-from tests.fakes import FakeCloudWatch, make_fake_tap, no_network, run_sync
+from tests.fakes import FakeCloudWatch, make_fake_tap, run_sync
 
 NOW = int(NOW_DT.timestamp())
 DIMS = {"InstanceId": "i-0abc", "Device": "a,b=c", "Zone": "zone ü"}
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    no_network(monkeypatch)
+# A request the fake does not answer would reach the network: make that fail.
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def _run(**extra: Any) -> Any:
