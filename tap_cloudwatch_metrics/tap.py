@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -48,6 +49,12 @@ from tap_cloudwatch_metrics.usage import ApiUsage
 from tap_cloudwatch_metrics.writer import FastSingerWriter, SnapshotStateWriter
 
 UTC = dt.timezone.utc
+# Cyclic GC thresholds during a sync. A run allocates a dict per row, and by default every 700
+# allocations start a collection; the oldest generation holds every series, partition state and
+# planned query (tens of thousands of objects) and is walked again and again. The tap makes few
+# reference cycles, so collecting less often costs no memory: on the benchmark's workload a,
+# 3.05 s -> 2.47 s wall, peak RSS 100 -> 101 MB.
+SYNC_GC_THRESHOLDS = (50_000, 20, 100)
 # The run's notion of "now" (tests replace it to run at a fixed time).
 _wall_clock = time.time
 
@@ -333,10 +340,13 @@ class TapCloudWatchMetrics(Tap):
         return [MetricsStream(self)]
 
     def sync_all(self) -> None:
-        """Sync, then log what the run cost in CloudWatch requests."""
+        """Sync (with :data:`SYNC_GC_THRESHOLDS`), then log what the run cost in requests."""
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*SYNC_GC_THRESHOLDS)
         try:
             super().sync_all()
         finally:
+            gc.set_threshold(*thresholds)
             for stream in self.streams.values():
                 if isinstance(stream, MetricsStream):
                     stream.stop_fetching()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from contextlib import redirect_stdout
@@ -14,7 +15,8 @@ from singer_sdk.singerlib.encoding.simple import (
     StateMessage,
 )
 
-from tap_cloudwatch_metrics.tap import TapCloudWatchMetrics
+from tap_cloudwatch_metrics import streams
+from tap_cloudwatch_metrics.tap import SYNC_GC_THRESHOLDS, TapCloudWatchMetrics
 from tap_cloudwatch_metrics.writer import FastSingerWriter, SnapshotStateWriter
 from tests.conftest import NOW as NOW_DT
 from tests.fakes import FAKE_CONFIG, FakeCloudWatch, make_fake_tap, run_sync
@@ -113,3 +115,22 @@ def test_mid_run_state_is_paced_by_the_number_of_series() -> None:
         elif message["type"] == "STATE":
             records_before_state.append(count)
     assert records_before_state == [15_000, 30_000, 33_000, 33_000]
+
+
+def test_a_sync_collects_garbage_less_often_and_restores_the_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SYNC_GC_THRESHOLDS hold while rows are fetched and written, and only then."""
+    seen: list[tuple[int, ...]] = []
+    real_fetch = streams.fetch_call
+
+    def fetch_call(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return real_fetch(*args, **kwargs)
+
+    monkeypatch.setattr(streams, "fetch_call", fetch_call)
+    before = gc.get_threshold()
+    out = run_sync(make_fake_tap({}, fleet(), now=NOW))
+    assert out.records
+    assert seen and set(seen) == {SYNC_GC_THRESHOLDS}
+    assert gc.get_threshold() == before != SYNC_GC_THRESHOLDS
