@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -36,19 +37,29 @@ def test_the_line_says_calls_share_datapoints_rate_and_time_left() -> None:
     assert "time left unknown" in describe(0, 3, 0, 1.0)
 
 
-def test_a_run_logs_progress_at_info_rate_limited(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def progress_lines(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    clock: Callable[[FakeCloudWatch], Callable[[], float]],
+) -> list[str]:
+    """The progress lines of a run of 6 GetMetricData calls, with ``clock(fake)`` as the
+    stream's monotonic clock."""
     no_network(monkeypatch)
-    ticks = itertools.count(0.0, 1.5)  # each clock reading 1.5 s after the previous
-    monkeypatch.setattr(streams, "monotonic", lambda: next(ticks))
     fake = FakeCloudWatch()
+    monkeypatch.setattr(streams, "monotonic", clock(fake))
     fake.add_many("Fake/App", "CPU", 3000, start=NOW - 7200, end=NOW + 3600)
     config = {"start_date": "2026-01-15T11:00:00Z", "delay_seconds": 0, "fetch_units": False}
     with caplog.at_level(logging.INFO):
         run_sync(make_fake_tap(config, fake, now=NOW))
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress:")]
     assert fake.count("GetMetricData") == 6
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress:")]
+
+
+def test_a_run_logs_progress_at_info_rate_limited(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticks = itertools.count(0.0, 1.5)  # each clock reading 1.5 s after the previous
+    lines = progress_lines(monkeypatch, caplog, lambda _fake: lambda: next(ticks))
     assert 1 < len(lines) < 6  # fewer lines than calls, more than just the last
     assert lines[-1].startswith("Progress: GetMetricData calls 6/6 (100%), 36,000 datapoints")
     assert lines[-1].endswith("done")
@@ -59,15 +70,9 @@ def test_the_elapsed_time_includes_the_first_call(
 ) -> None:
     """The meter starts before the first GetMetricData call, not after it: a clock that moves
     10 s per call answered must report 6 calls in 60 s, not 50 s."""
-    no_network(monkeypatch)
-    fake = FakeCloudWatch()
-    monkeypatch.setattr(streams, "monotonic", lambda: 10.0 * fake.count("GetMetricData"))
-    fake.add_many("Fake/App", "CPU", 3000, start=NOW - 7200, end=NOW + 3600)
-    config = {"start_date": "2026-01-15T11:00:00Z", "delay_seconds": 0, "fetch_units": False}
-    with caplog.at_level(logging.INFO):
-        run_sync(make_fake_tap(config, fake, now=NOW))
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress:")]
-    assert fake.count("GetMetricData") == 6
+    lines = progress_lines(
+        monkeypatch, caplog, lambda fake: lambda: 10.0 * fake.count("GetMetricData")
+    )
     assert "36,000 datapoints in 1 min 00 s (600/s), done" in lines[-1]
 
 
