@@ -52,7 +52,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import msgspec
 from _pytest.monkeypatch import MonkeyPatch
 
 from tap_cloudwatch_metrics.streams import MetricsStream
@@ -62,6 +61,7 @@ from tests.crash_child import (
     PeriodKey,
     check_delivery,
     committed_records,
+    decode_line,
     expected_rows,
     final_state_problems,
     full_spec,
@@ -81,10 +81,6 @@ from tests.fakes import (
     no_network,
     state_violations,
 )
-
-# Singer lines decoded with msgspec: STATEs hold every series' bookmark, and the standard
-# library's parser was most of a campaign's own time.
-PARSE_LINE = msgspec.json.Decoder().decode
 
 HEADER = (
     "| fault injected | runs | datapoints expected | datapoints delivered | lost "
@@ -268,7 +264,7 @@ def run_once(spec: dict[str, Any], fake: FakeCloudWatch, state: dict | None) -> 
     outcomes with their messages.)
     """
     tap = make_fake_tap(tap_config(spec), fake, state, now=full_spec(spec)["now"])
-    return capture_sync(tap, decode=PARSE_LINE)
+    return capture_sync(tap, decode=decode_line)
 
 
 def run_to_completion(

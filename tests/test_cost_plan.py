@@ -37,7 +37,6 @@ NS = FAKE_CONFIG["cloudwatch_metrics_namespace"]
 REGION = FAKE_CONFIG["region"]
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

@@ -19,7 +19,6 @@ HOUR = 3600
 EXTENDED = ["p50", "p90", "p99", "TM(10%:90%)", "IQM"]
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

@@ -39,7 +39,6 @@ SECRET_KEY = "fake/Secret+Key0123456789abcdefSECRET"
 TOKEN = "FwoGZXIvYXdzFAKE-session-token-SECRET"
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

@@ -42,7 +42,6 @@ REGION = FAKE_CONFIG["region"]
 NS = FAKE_CONFIG["cloudwatch_metrics_namespace"]
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

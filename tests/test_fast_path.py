@@ -33,7 +33,6 @@ class PlainTap(TapCloudWatchMetrics):
     FAST_RECORDS = False
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

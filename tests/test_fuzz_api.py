@@ -52,7 +52,6 @@ FUZZ = settings(deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.genera
 DATA_EVENT = "before-parse.cloudwatch.GetMetricData"
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 
@@ -65,12 +64,6 @@ def config(statistics: list[str], **extra: Any) -> dict[str, Any]:
         "statistics": statistics,
         **extra,
     }
-
-
-def sync(tap: Any) -> SyncOutput:
-    """``tap.sync_all()`` with its messages, whether it completes or raises: the test decides
-    afterwards whether the failure (if any) was a clear one."""
-    return capture_sync(tap)
 
 
 def check_primary_keys_unique(out: SyncOutput) -> None:
@@ -246,7 +239,7 @@ def test_any_series_comes_out_whole_once_and_under_its_own_dimensions(
     tap = make_fake_tap(config(statistics), fake, now=NOW)
     tap.client.meta.events.register_first(LIST_EVENT, doctor_list_metrics(list_ops, foreign))
 
-    out = sync(tap)
+    out = capture_sync(tap)
 
     assert out.error is None, repr(out.error)
     expected = fake.expected(START, NOW, PERIOD, statistics, namespace=NS)
@@ -292,7 +285,7 @@ def test_series_a_joined_key_would_merge_stay_apart() -> None:
     fake = FakeCloudWatch()
     for number, dimensions in enumerate(twins):
         fake.add_series(NS, "CPU", dimensions, {NOW - 600 + 7: [float(number)]})
-    out = sync(make_fake_tap(config(["Average"]), fake, now=NOW))
+    out = capture_sync(make_fake_tap(config(["Average"]), fake, now=NOW))
     assert out.error is None, repr(out.error)
     assert Counter(out.rows()) == Counter(fake.expected(START, NOW, PERIOD, ["Average"]))
     ids = {record["series_id"]: record["dimensions"] for record in out.records}
@@ -303,7 +296,7 @@ def test_series_a_joined_key_would_merge_stay_apart() -> None:
 def test_an_empty_namespace_syncs_nothing_and_completes() -> None:
     fake = FakeCloudWatch()
     fake.add_series(OTHER_NS, "CPU", {"Host": "a"}, {NOW - 600: [1.0]})
-    out = sync(make_fake_tap(config(["Average"]), fake, now=NOW))
+    out = capture_sync(make_fake_tap(config(["Average"]), fake, now=NOW))
     assert out.error is None, repr(out.error)
     assert out.records == []
     assert bookmarks(out.final_state) == {}
@@ -657,7 +650,7 @@ def run_doctored(ops: list[tuple[str, int, int, int]], fallback: bool) -> Answer
         DATA_EVENT, doctor_get_metric_data(fake, ops, fallback, answer)
     )
 
-    out = sync(tap)
+    out = capture_sync(tap)
 
     assert answer.served
     if out.error is not None:

@@ -29,7 +29,6 @@ HOUR = 3600
 NS = "Fake/App"
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

@@ -29,7 +29,6 @@ NOW = int(NOW_DT.timestamp())
 UTC = dt.timezone.utc
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 

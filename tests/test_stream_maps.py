@@ -14,7 +14,6 @@ NOW = int(NOW_DT.timestamp())
 DIMS = {"InstanceId": "i-0abc", "Device": "a,b=c", "Zone": "zone ü"}
 
 
-# A request the fake does not answer would reach the network: make that fail.
 pytestmark = pytest.mark.usefixtures("offline")
 
 
